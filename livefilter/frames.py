@@ -1,0 +1,38 @@
+"""The record that flows through every stage: one picture and when it happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One video frame on its way from a source to the sinks.
+
+    ``image`` is BGR uint8 (H, W, 3), OpenCV's convention, so sources and sinks need no
+    conversion; the engine converts to the model's RGB [-1, 1] itself.
+    ``capture_time`` is ``time.monotonic()`` when the source produced the frame: latency is
+    measured from it to the sink write. ``pts``/``time_base`` are the presentation timestamp
+    of a file source (kept so conversion preserves timing); live sources set them too, from
+    the capture clock. ``index`` counts frames read from the source, dropped ones included.
+    """
+
+    image: np.ndarray
+    capture_time: float
+    pts: int | None = None
+    time_base: Fraction | None = None
+    index: int = 0
+
+    def with_image(self, image: np.ndarray) -> "Frame":
+        """Same timing, new picture: what every processing stage returns."""
+        return replace(self, image=image)
+
+    @property
+    def seconds(self) -> float | None:
+        """Presentation time in seconds, when known."""
+        if self.pts is None or self.time_base is None:
+            return None
+        return float(self.pts * self.time_base)
