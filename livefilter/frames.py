@@ -18,6 +18,8 @@ class Frame:
     measured from it to the sink write. ``pts``/``time_base`` are the presentation timestamp
     of a file source (kept so conversion preserves timing); live sources set them too, from
     the capture clock. ``index`` counts frames read from the source, dropped ones included.
+``original`` keeps the unfiltered picture once the engine has run, for side-by-side preview
+and for temporal stages that look at input motion.
     """
 
     image: np.ndarray
@@ -25,6 +27,7 @@ class Frame:
     pts: int | None = None
     time_base: Fraction | None = None
     index: int = 0
+    original: np.ndarray | None = None
 
     def with_image(self, image: np.ndarray) -> "Frame":
         """Same timing, new picture: what every processing stage returns."""
