@@ -1,0 +1,259 @@
+"""The style engine: one ONNX generator applied to one BGR picture.
+
+`Engine(model)(bgr) -> bgr` is a pure function of the picture, so every caller (camera, clip,
+still, benchmark) shares the same colour handling and geometry:
+- the picture is resized, aspect ratio kept, to the internal short side (``resolution``),
+- reflect-padded to the size multiple the generator needs, run, cropped back,
+- resized to the caller's size.  Nothing is ever squashed.
+The generator contract: RGB float in [-1, 1] in and out, NCHW or NHWC (read from the model).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from livefilter.errors import LivefilterError
+
+log = logging.getLogger("livefilter")
+
+DEFAULT_STYLE = "hayao"
+DEFAULT_RESOLUTION = 256
+MULTIPLE_KEY = "livefilter.multiple"
+_PROBE_MULTIPLES = (4, 8, 16, 32)
+
+# Short names a user types -> onnxruntime provider names.
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+}
+
+
+def weights_dirs() -> list[Path]:
+    """Where styles live: inside the installed package, else the source tree's weights/."""
+    here = Path(__file__).resolve().parent
+    return [here / "weights", here.parent / "weights"]
+
+
+def list_styles() -> list[str]:
+    """Names of the shipped styles (weights/<style>.onnx), sorted, without duplicates."""
+    names: set[str] = set()
+    for folder in weights_dirs():
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.onnx"))
+    return sorted(names)
+
+
+def resolve_model(style_or_path: str | Path) -> Path:
+    """A style name or a path to an .onnx file -> the model file, or a one-line error."""
+    text = str(style_or_path)
+    as_path = Path(text).expanduser()
+    looks_like_path = as_path.suffix.lower() == ".onnx" or "/" in text or "\\" in text
+    if looks_like_path:
+        if not as_path.is_file():
+            raise LivefilterError(f"model file not found: {as_path}")
+        return as_path
+    for folder in weights_dirs():
+        candidate = folder / f"{text}.onnx"
+        if candidate.is_file():
+            return candidate
+    styles = list_styles()
+    available = ", ".join(styles) if styles else "none installed"
+    raise LivefilterError(f"unknown style '{text}' (available: {available}); or pass --model PATH.onnx")
+
+
+def provider_names(provider: str) -> list[str]:
+    """Providers to ask onnxruntime for: the requested one if present, then CPU.
+
+    An unavailable provider is a warning, not an error: the filter still works on the CPU.
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wanted = PROVIDER_ALIASES.get(provider.lower(), provider)
+    if wanted == "CPUExecutionProvider":
+        return ["CPUExecutionProvider"]
+    if wanted not in available:
+        short = [k for k, v in PROVIDER_ALIASES.items() if v in available and k != "directml"]
+        log.warning("provider '%s' is not available in this onnxruntime (available: %s); using cpu",
+                    provider, ", ".join(short) or "cpu")
+        return ["CPUExecutionProvider"]
+    return [wanted, "CPUExecutionProvider"]
+
+
+def _dim(value: object) -> int | None:
+    """A fixed dimension as int; symbolic or unknown dimensions as None."""
+    return value if isinstance(value, int) and value > 0 else None
+
+
+class Engine:
+    """One loaded generator. Call it with a BGR uint8 picture; get one of the same size back."""
+
+    def __init__(self, model: str | Path, resolution: int | None = DEFAULT_RESOLUTION,
+                 threads: int | None = None, provider: str = "cpu") -> None:
+        import onnxruntime as ort
+
+        self.path = Path(model)
+        if not self.path.is_file():
+            raise LivefilterError(f"model file not found: {self.path}")
+        if resolution is not None and resolution < 16:
+            raise LivefilterError(f"--resolution must be at least 16, got {resolution}")
+        self.resolution = resolution
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), options,
+                                                providers=provider_names(provider))
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LivefilterError(f"cannot load model {self.path}: {first[:200]}") from None
+        self.providers = self.session.get_providers()
+        self._check_io()
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.multiple = self._multiple_from(meta)
+
+    # --- model inspection -------------------------------------------------------------
+    def _check_io(self) -> None:
+        """Accept exactly one image in and one image out, NCHW or NHWC, 3 channels, float."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        expected = ("expected a generator with one float input and one float output of shape "
+                    "(1, 3, H, W) or (1, H, W, 3), RGB in [-1, 1]")
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise LivefilterError(f"model {self.path}: {expected}; got {len(inputs)} inputs, "
+                                  f"{len(outputs)} outputs")
+        inp, out = inputs[0], outputs[0]
+        shape = list(inp.shape)
+        if inp.type not in ("tensor(float)", "tensor(float16)") or len(shape) != 4:
+            raise LivefilterError(f"model {self.path}: {expected}; got input {inp.type} {shape}")
+        if shape[1] == 3 and shape[3] != 3:
+            self.layout = "NCHW"
+        elif shape[3] == 3 and shape[1] != 3:
+            self.layout = "NHWC"
+        elif shape[1] == 3 and shape[3] == 3:
+            self.layout = "NCHW"  # 3x3 pictures only: ambiguous and harmless
+        else:
+            raise LivefilterError(f"model {self.path}: {expected}; got input shape {shape}")
+        oshape = list(out.shape)
+        channel_axis = 1 if self.layout == "NCHW" else 3
+        if (out.type not in ("tensor(float)", "tensor(float16)") or len(oshape) != 4
+                or _dim(oshape[channel_axis]) not in (None, 3)):
+            raise LivefilterError(f"model {self.path}: {expected}; got output {out.type} {oshape}")
+        if _dim(shape[0]) not in (None, 1):
+            raise LivefilterError(f"model {self.path}: {expected}; got batch size {shape[0]}")
+        self.input_name = inp.name
+        self.dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        hw = (shape[2], shape[3]) if self.layout == "NCHW" else (shape[1], shape[2])
+        self.fixed_size = (_dim(hw[0]), _dim(hw[1])) if _dim(hw[0]) and _dim(hw[1]) else None
+
+    def _multiple_from(self, meta: dict[str, str]) -> int:
+        """The size multiple: from metadata when the exporter wrote it, else probed."""
+        if self.fixed_size is not None:
+            return 1
+        if MULTIPLE_KEY in meta:
+            try:
+                value = int(meta[MULTIPLE_KEY])
+                if value >= 1:
+                    return value
+            except ValueError:
+                pass
+            log.warning("model %s: ignoring bad %s=%r", self.path, MULTIPLE_KEY, meta[MULTIPLE_KEY])
+        return self._probe_multiple()
+
+    def _probe_multiple(self) -> int:
+        """Smallest multiple m whose odd multiples (m*k, k odd) the model runs and maps to size.
+
+        Generators with k downsamplings and skip additions fail on sizes that are not a
+        multiple of 2**k; a tiny run at m*odd tells whether m is enough.
+        """
+        import onnxruntime as ort
+
+        run_options = ort.RunOptions()
+        run_options.log_severity_level = 4
+        for m in _PROBE_MULTIPLES:
+            k = max(3, math.ceil(32 / m))
+            k += 1 - k % 2
+            size = m * k
+            try:
+                out = self._run(np.zeros((size, size, 3), self.dtype), run_options)
+            except Exception:
+                continue
+            if out.shape[:2] == (size, size):
+                return m
+        raise LivefilterError(f"model {self.path}: does not run on any size tried "
+                              f"(multiples {_PROBE_MULTIPLES}); expected an image-to-image generator")
+
+    # --- inference ----------------------------------------------------------------------
+    def _run(self, rgb: np.ndarray, run_options: object = None) -> np.ndarray:
+        """HxWx3 float in [-1, 1] -> HxWx3 float, whatever the model's layout."""
+        x = rgb.transpose(2, 0, 1)[None] if self.layout == "NCHW" else rgb[None]
+        y = self.session.run(None, {self.input_name: np.ascontiguousarray(x, self.dtype)},
+                             run_options)[0]
+        if y.ndim != 4 or y.shape[0] != 1:
+            raise LivefilterError(f"model {self.path}: output shape {y.shape}, expected one image")
+        y = y[0].transpose(1, 2, 0) if self.layout == "NCHW" else y[0]
+        if y.shape[2] != 3:
+            raise LivefilterError(f"model {self.path}: output has {y.shape[2]} channels, expected 3")
+        return y
+
+    def internal_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (w, h) the picture is resized to before padding: short side = resolution."""
+        if self.fixed_size is not None:
+            fh, fw = self.fixed_size
+            scale = min(fw / width, fh / height)
+        elif self.resolution is None:
+            scale = 1.0
+        else:
+            scale = self.resolution / min(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    def __call__(self, bgr: np.ndarray) -> np.ndarray:
+        """Stylise one BGR uint8 picture; returns BGR uint8 of the same height and width."""
+        if bgr.ndim == 2:
+            bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+        elif bgr.shape[2] == 4:
+            bgr = bgr[:, :, :3]
+        if bgr.dtype != np.uint8:
+            raise LivefilterError(f"engine expects 8-bit pictures, got {bgr.dtype}")
+        height, width = bgr.shape[:2]
+        iw, ih = self.internal_size(width, height)
+        if (iw, ih) == (width, height):
+            small = bgr
+        else:
+            shrink = iw * ih < width * height
+            small = cv2.resize(bgr, (iw, ih), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        if self.fixed_size is not None:
+            th, tw = self.fixed_size
+        else:
+            m = self.multiple
+            th, tw = -(-ih // m) * m, -(-iw // m) * m
+        top, left = (th - ih) // 2, (tw - iw) // 2
+        if (th, tw) != (ih, iw):
+            border = cv2.BORDER_REFLECT_101 if min(ih, iw) > 1 else cv2.BORDER_REPLICATE
+            small = cv2.copyMakeBorder(small, top, th - ih - top, left, tw - iw - left, border)
+        rgb = small[:, :, ::-1].astype(np.float32) * (1 / 127.5) - 1.0
+        out = self._run(rgb).astype(np.float32, copy=False)
+        if out.shape[:2] != (th, tw):  # generators that change scale: map back to the padded size
+            out = cv2.resize(out, (tw, th), interpolation=cv2.INTER_LINEAR)
+        out = out[top:top + ih, left:left + iw]
+        out = np.clip((out + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)[:, :, ::-1]
+        if (iw, ih) != (width, height):
+            out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
+        return np.ascontiguousarray(out)
+
+    def describe(self) -> str:
+        """One line for logs and the benchmark: which model, layout, multiple, provider."""
+        return (f"{self.path.name}: {self.layout}, multiple {self.multiple}, "
+                f"short side {self.resolution}, {self.providers[0]}")
