@@ -117,6 +117,29 @@ def draw_notice(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
+def compose_view(frame: Frame, *, side_by_side: bool = False, info: str | None = None,
+                 notice: str | None = None) -> np.ndarray:
+    """The preview picture: filtered (or original | filtered), plus info box and notice.
+
+    Never draws into ``frame.image`` or ``frame.original``: other sinks share them.
+    Without ``frame.original`` side by side falls back to the filtered picture alone.
+    """
+    image = frame.image
+    if side_by_side and frame.original is not None:
+        original = frame.original
+        h, w = image.shape[:2]
+        if original.shape[:2] != (h, w):
+            oh, ow = original.shape[:2]
+            original = cv2.resize(original, (max(1, round(ow * h / oh)), h), interpolation=cv2.INTER_AREA)
+        image = np.hstack([original, image])
+    if info:
+        image = image.copy() if image is frame.image else image
+        draw_text_box(image, [info])
+    if notice:
+        image = draw_notice(image, notice)
+    return image
+
+
 class PreviewSink:
     """Shows frames in a window; its keys steer the view and can stop the pipeline.
 
@@ -169,25 +192,17 @@ class PreviewSink:
             self._latencies.popleft()
 
     # -- composition ----------------------------------------------------------------
+    def info_line(self) -> str:
+        """The overlay text: FPS and capture-to-display latency over the last second."""
+        fps, latency = self.fps, self.latency
+        fps_text = f"{fps:5.1f} fps" if fps is not None else "  --- fps"
+        lat_text = f"latency {latency * 1000:4.0f} ms" if latency is not None else "latency  --- ms"
+        return f"{fps_text}   {lat_text}"
+
     def compose(self, frame: Frame) -> np.ndarray:
-        """The picture the window shows for ``frame`` (side by side, overlay, notice)."""
-        image = frame.image
-        if self.side_by_side and frame.original is not None:
-            original = frame.original
-            h, w = image.shape[:2]
-            if original.shape[:2] != (h, w):
-                oh, ow = original.shape[:2]
-                original = cv2.resize(original, (max(1, round(ow * h / oh)), h), interpolation=cv2.INTER_AREA)
-            image = np.hstack([original, image])
-        if self.overlay:
-            image = image.copy() if image is frame.image else image
-            fps, latency = self.fps, self.latency
-            fps_text = f"{fps:5.1f} fps" if fps is not None else "  --- fps"
-            lat_text = f"latency {latency * 1000:4.0f} ms" if latency is not None else "latency  --- ms"
-            draw_text_box(image, [f"{fps_text}   {lat_text}"])
-        if self._notice:
-            image = draw_notice(image, self._notice)
-        return image
+        """The picture the window shows for ``frame`` in the current view mode."""
+        return compose_view(frame, side_by_side=self.side_by_side,
+                            info=self.info_line() if self.overlay else None, notice=self._notice)
 
     # -- window ---------------------------------------------------------------------
     def _show(self, image: np.ndarray) -> None:
