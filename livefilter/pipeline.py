@@ -1,0 +1,186 @@
+"""Wiring: capture thread -> bounded queue -> process (engine + temporal) -> sinks.
+
+Live sources must never fall behind: the queue holds 1-2 frames and the oldest is dropped when
+the model is slower than the camera. Files must never lose a frame: the capture thread blocks
+until there is room (back-pressure), which also keeps memory flat on long clips.
+Shutdown is the same for every ending (end of source, error, a sink's StopPipeline, Ctrl-C or
+``stop_event``): the capture thread is joined, then the source and every sink are closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from livefilter.frames import Frame
+from livefilter.sinks import StopPipeline
+
+log = logging.getLogger("livefilter")
+
+_END = object()  # the source has ended
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+@dataclass
+class RunStats:
+    """What happened in one run; latencies are capture -> last sink write, in seconds."""
+
+    frames_read: int = 0
+    frames_written: int = 0
+    frames_dropped: int = 0
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+    interrupted: bool = False  # Ctrl-C or stop_event
+    stopped_by_user: bool = False  # a sink raised StopPipeline
+
+    @property
+    def fps(self) -> float:
+        return self.frames_written / self.elapsed if self.elapsed > 0 else 0.0
+
+    def latency_percentile(self, q: float) -> float | None:
+        return float(np.percentile(self.latencies, q)) if self.latencies else None
+
+
+class _Capture(threading.Thread):
+    """Reads the source into the queue; live: drop oldest, file: wait for room."""
+
+    def __init__(self, source, frames: queue.Queue, live: bool, stop: threading.Event,
+                 stats: RunStats) -> None:
+        super().__init__(name="livefilter-capture", daemon=True)
+        self.source, self.frames, self.live, self.stop, self.stats = source, frames, live, stop, stats
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                frame = self.source.read()
+                if frame is None:
+                    break
+                with self.lock:
+                    self.stats.frames_read += 1
+                if not self._put(frame):
+                    return
+        except BaseException as exc:  # handed to the main thread, which reports it
+            self._put(_Failed(exc))
+            return
+        self._put(_END)
+
+    def _put(self, item: object) -> bool:
+        """Queue one item; False if the run was stopped while waiting for room."""
+        if self.live:
+            while True:
+                try:
+                    self.frames.put_nowait(item)
+                    return True
+                except queue.Full:
+                    try:
+                        self.frames.get_nowait()  # only this thread puts, so it is a frame
+                    except queue.Empty:
+                        continue
+                    with self.lock:
+                        self.stats.frames_dropped += 1
+        while not self.stop.is_set():
+            try:
+                self.frames.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+
+def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: bool,
+        queue_size: int = 2, stop_event: threading.Event | None = None,
+        progress: Callable[[Frame], None] | None = None) -> RunStats:
+    """Run until the source ends, a sink raises StopPipeline, Ctrl-C, or ``stop_event`` is set.
+
+    Errors from the source, ``process`` or a sink are re-raised after the clean shutdown;
+    a sink with ``abort()`` gets that call instead of ``close()`` so it can keep its partial
+    output aside. Ctrl-C and ``stop_event`` are not errors: ``stats.interrupted`` says so.
+    """
+    sinks = list(sinks)
+    stop = stop_event if stop_event is not None else threading.Event()
+    stats = RunStats()
+    frames: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+    capture = _Capture(source, frames, live, stop, stats)
+    error: BaseException | None = None
+    started = time.monotonic()
+    capture.start()
+    try:
+        while True:
+            if stop.is_set():
+                stats.interrupted = True
+                break
+            try:
+                item = frames.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _END:
+                for sink in sinks:
+                    ended = getattr(sink, "end_of_stream", None)
+                    if ended is not None:
+                        ended()
+                break
+            if isinstance(item, _Failed):
+                raise item.error
+            out = process(item)
+            for sink in sinks:
+                sink.write(out)
+            stats.latencies.append(time.monotonic() - out.capture_time)
+            stats.frames_written += 1
+            if progress is not None:
+                progress(out)
+    except StopPipeline:
+        stats.stopped_by_user = True
+    except KeyboardInterrupt:
+        stats.interrupted = True
+    except BaseException as exc:
+        error = exc
+    finally:
+        stop.set()
+        _drain(frames)
+        capture.join(timeout=10)
+        if capture.is_alive():
+            log.warning("capture thread did not stop within 10 s; leaving it behind")
+        stats.elapsed = time.monotonic() - started
+        _close_all(source, sinks, failed=error is not None)
+    if error is not None:
+        raise error
+    return stats
+
+
+def _drain(frames: queue.Queue) -> None:
+    """Empty the queue so a capture thread blocked on put() can see the stop flag."""
+    while True:
+        try:
+            frames.get_nowait()
+        except queue.Empty:
+            return
+
+
+def _close_all(source, sinks: list, failed: bool) -> None:
+    """Close the source and every sink, even if some of them fail while closing."""
+    first_error: BaseException | None = None
+    for thing in [source, *sinks]:
+        try:
+            abort = getattr(thing, "abort", None)
+            if failed and abort is not None:
+                abort()
+            else:
+                thing.close()
+        except BaseException as exc:
+            log.debug("error while closing %r: %s", thing, exc)
+            if first_error is None:
+                first_error = exc
+    if first_error is not None and not failed:
+        raise first_error

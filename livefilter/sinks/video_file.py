@@ -1,0 +1,326 @@
+"""Video file sink: H.264 (or VP9 for .webm) with the source's timestamps and audio.
+
+What the user is promised: every frame written with its own pts in the input's time base (so
+29.97 fps and variable frame rate survive), the input's audio copied packet for packet when
+the container accepts the codec (else transcoded), and no half-written file under the final
+name: the output goes to a hidden temporary file beside the target and is renamed at the end.
+Audio is muxed alongside the video as it progresses, so an interrupted run still has the audio
+up to the last converted frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from livefilter.errors import LivefilterError
+from livefilter.frames import Frame
+
+log = logging.getLogger("livefilter")
+
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+VIDEO_ENCODERS = {
+    "webm": ["libvpx-vp9", "libvpx"],
+    "default": ["libx264", "h264", "libopenh264", "mpeg4"],
+}
+AUDIO_ENCODERS = {"webm": ["libopus", "opus", "libvorbis", "vorbis"], "default": ["aac"]}
+ENCODER_OPTIONS = {
+    "libx264": {"preset": "veryfast", "crf": "18"},
+    "libvpx-vp9": {"deadline": "good", "cpu-used": "5", "row-mt": "1", "crf": "30", "b": "0"},
+    "libvpx": {"deadline": "good", "cpu-used": "5", "crf": "10", "b": "2M"},
+    "mpeg4": {"qscale": "3"},
+}
+AUDIO_LEAD = 0.25  # seconds of audio muxed ahead of the video, so players start with both
+
+
+def _available(name: str) -> bool:
+    import av
+
+    try:
+        av.Codec(name, "w")
+        return True
+    except Exception:
+        return False
+
+
+def pick_encoder(candidates: list[str]) -> str:
+    """First encoder this PyAV build has; says so when it is not the preferred one."""
+    for name in candidates:
+        if _available(name):
+            if name != candidates[0]:
+                log.warning("%s is not available in this PyAV build; encoding with %s",
+                            candidates[0], name)
+            return name
+    raise LivefilterError(f"no usable video encoder in this PyAV build (tried {', '.join(candidates)})")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output(path: Path, inputs: list[Path], overwrite: bool) -> str:
+    """Refuse outputs that would destroy something; returns the container format name."""
+    fmt = CONTAINERS.get(path.suffix.lower())
+    if fmt is None:
+        raise LivefilterError(f"unsupported output extension '{path.suffix}' for {path} "
+                              f"(use {', '.join(CONTAINERS)})")
+    for source in inputs:
+        if same_file(path, source):
+            raise LivefilterError(f"output is the same file as the input: {path}")
+    if path.is_dir():
+        raise LivefilterError(f"output is a folder: {path}")
+    if path.exists() and not overwrite:
+        raise LivefilterError(f"output already exists: {path} (use --overwrite to replace it)")
+    if not path.parent.is_dir():
+        raise LivefilterError(f"output folder does not exist: {path.parent}")
+    return fmt
+
+
+class VideoFileSink:
+    """Encodes frames to ``path``; audio from ``template`` (usually the input file) when present."""
+
+    def __init__(self, path: str | Path, template: str | Path | None = None, fps: float | None = None,
+                 size: tuple[int, int] | None = None, overwrite: bool = False,
+                 audio: bool = True) -> None:
+        self.path = Path(path)
+        self.template = Path(template) if template is not None else None
+        self.format = check_output(self.path, [self.template] if self.template else [], overwrite)
+        self.fps = fps or 30.0
+        self.size = size
+        self.audio = audio
+        self.frames_written = 0
+        self.tmp = self.path.with_name(f".{self.path.name}.livefilter-partial")
+        try:
+            with open(self.tmp, "wb"):
+                pass
+        except OSError as exc:
+            raise LivefilterError(f"cannot write to {self.path.parent}: {exc.strerror or exc}") from None
+        self._container = None
+        self._video = None
+        self._tb: Fraction | None = None
+        self._audio_in = None
+        self._audio_packets = None
+        self._audio_next = None
+        self._audio_out = None
+        self._transcode = False
+        self._last_seconds = 0.0
+        self._frame_duration = 1.0 / self.fps
+        self._last_pts: int | None = None
+        self._complete = False
+        self._closed = False
+        self._warned_resize = False
+
+    # --- setup on the first frame (its size and time base decide the stream) ------------------
+    def _start(self, frame: Frame) -> None:
+        import av
+
+        height, width = frame.image.shape[:2]
+        self._tb = frame.time_base or Fraction(1, 1000)
+        self._size = (width, height)
+        even = (width + width % 2, height + height % 2)
+        if even != (width, height):
+            log.warning("%dx%d is odd; padding to %dx%d for the encoder", width, height, *even)
+        self._container = av.open(str(self.tmp), "w", format=self.format)
+        codec = pick_encoder(VIDEO_ENCODERS.get(self.format, VIDEO_ENCODERS["default"]))
+        rate = Fraction(self.fps).limit_denominator(100000) if self.fps else None
+        stream = self._container.add_stream(codec, rate=rate, options=ENCODER_OPTIONS.get(codec, {}))
+        stream.width, stream.height = even
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = self._tb
+        stream.codec_context.time_base = self._tb
+        self._video = stream
+        self._open_audio()
+
+    def _open_audio(self) -> None:
+        """Copy the template's first audio stream, or transcode it when the container refuses it."""
+        import av
+
+        if not self.audio or self.template is None:
+            return
+        try:
+            source = av.open(str(self.template), metadata_errors="ignore")
+        except av.FFmpegError:
+            return
+        if not source.streams.audio:
+            source.close()
+            return
+        a_in = source.streams.audio[0]
+        name = a_in.codec_context.name
+        supported = self._container.supported_codecs
+        if name in supported or (a_in.codec and a_in.codec.name in supported):
+            self._audio_out = self._container.add_stream_from_template(a_in)
+        else:
+            encoder = next((c for c in AUDIO_ENCODERS.get(self.format, AUDIO_ENCODERS["default"])
+                            if _available(c)), None)
+            if encoder is None:
+                log.warning("cannot keep the %s audio in %s: no suitable audio encoder", name, self.path.name)
+                source.close()
+                return
+            rate = 48000 if "opus" in encoder else (a_in.rate or 48000)
+            self._audio_out = self._container.add_stream(encoder, rate=rate)
+            try:
+                self._audio_out.layout = a_in.layout.name if a_in.layout.nb_channels <= 2 else "stereo"
+            except Exception:
+                self._audio_out.layout = "stereo"
+            self._transcode = True
+            log.warning("the %s container cannot hold %s audio; transcoding it to %s",
+                        self.format, name, encoder)
+        self._audio_in = source
+        self._audio_stream_in = a_in
+        self._audio_packets = source.demux(a_in)
+
+    # --- writing -----------------------------------------------------------------------------
+    def write(self, frame: Frame) -> None:
+        import av
+
+        if self._closed:
+            raise RuntimeError("write() after close()")
+        if self._container is None:
+            self._start(frame)
+        image = frame.image
+        if image.shape[1::-1] != self._size:
+            if not self._warned_resize:
+                log.warning("frame size changed mid-stream; resizing to %dx%d", *self._size)
+                self._warned_resize = True
+            import cv2
+
+            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
+        if (self._video.width, self._video.height) != self._size:
+            pad_h, pad_w = self._video.height - image.shape[0], self._video.width - image.shape[1]
+            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        if frame.pts is not None and frame.time_base is not None:
+            pts = round(frame.pts * frame.time_base / self._tb) if frame.time_base != self._tb else frame.pts
+        else:
+            pts = round(self.frames_written * self._frame_duration / self._tb)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        out.pts = pts
+        out.time_base = self._tb
+        seconds = float(pts * self._tb)
+        self._mux_audio_until(seconds + AUDIO_LEAD)
+        for packet in self._video.encode(out):
+            self._container.mux(packet)
+        self.frames_written += 1
+        if self.frames_written > 1:
+            self._frame_duration = max(1e-4, seconds - self._last_seconds)
+        self._last_seconds = seconds
+
+    def _mux_audio_until(self, seconds: float | None) -> None:
+        """Mux source audio packets up to ``seconds`` (None: all of it)."""
+        import av
+
+        if self._audio_packets is None:
+            return
+        while True:
+            packet = self._audio_next
+            if packet is None:
+                try:
+                    packet = next(self._audio_packets, None)
+                except av.FFmpegError as exc:
+                    log.warning("audio of %s damaged; audio stops at %.1f s (%s)",
+                                self.template.name, self._last_seconds, exc)
+                    packet = None
+                if packet is None:
+                    self._finish_audio()
+                    return
+                if packet.size == 0:
+                    continue
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if seconds is not None and stamp is not None and float(stamp * packet.time_base) > seconds:
+                self._audio_next = packet
+                return
+            self._audio_next = None
+            self._mux_audio_packet(packet)
+
+    def _mux_audio_packet(self, packet) -> None:
+        import av
+
+        if not self._transcode:
+            if packet.dts is None:
+                return  # the muxer cannot place it; happens only for damaged packets
+            packet.stream = self._audio_out
+            self._container.mux(packet)
+            return
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:
+            return
+        for frame in frames:
+            frame.pts = None  # let the encoder count samples: keeps the audio gapless
+            for out in self._audio_out.encode(frame):
+                self._container.mux(out)
+
+    def _finish_audio(self) -> None:
+        if self._audio_packets is None:
+            return
+        if self._transcode:
+            for out in self._audio_out.encode(None):
+                self._container.mux(out)
+        self._audio_packets = None
+        self._audio_in.close()
+        self._audio_in = None
+
+    def end_of_stream(self) -> None:
+        """The source ended normally: on close, keep the audio to its very end."""
+        self._complete = True
+
+    # --- finishing -----------------------------------------------------------------------------
+    def _finalise(self) -> None:
+        if self._container is None:
+            return
+        try:
+            for packet in self._video.encode(None):
+                self._container.mux(packet)
+            if self._audio_packets is not None:
+                self._mux_audio_until(None if self._complete else self._last_seconds + self._frame_duration)
+                self._finish_audio()
+        finally:
+            self._container.close()
+            self._container = None
+            if self._audio_in is not None:
+                self._audio_in.close()
+                self._audio_in = None
+
+    def close(self) -> None:
+        """Finish the file and move it to its final name (also after an interruption)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.frames_written == 0:
+            self.tmp.unlink(missing_ok=True)
+            return
+        try:
+            self._finalise()
+        except Exception as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise LivefilterError(f"could not finish {self.path}: {exc}") from None
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> Path | None:
+        """The run failed: finish what was written as <name>.partial<ext>, never under the final name."""
+        if self._closed:
+            return None
+        self._closed = True
+        if self.frames_written == 0:
+            self.tmp.unlink(missing_ok=True)
+            return None
+        try:
+            self._finalise()
+        except Exception:
+            self.tmp.unlink(missing_ok=True)
+            return None
+        partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        os.replace(self.tmp, partial)
+        log.warning("kept the %d frames written so far in %s", self.frames_written, partial)
+        return partial
