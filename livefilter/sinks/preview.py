@@ -90,7 +90,7 @@ def _font_scale(width: int) -> float:
 
 def draw_text_box(image: np.ndarray, lines: list[str], corner: str = "bottom-left",
                   color: tuple[int, int, int] = (255, 255, 255),
-                  background: tuple[int, int, int] = (0, 0, 0)) -> None:
+                  background: tuple[int, int, int] = (0, 0, 0), full_width: bool = False) -> None:
     """Draw ``lines`` in place on a filled box so they stay legible on any picture."""
     h, w = image.shape[:2]
     scale = _font_scale(w)
@@ -103,17 +103,22 @@ def draw_text_box(image: np.ndarray, lines: list[str], corner: str = "bottom-lef
     pad = int(8 * scale)
     x0 = pad if corner.endswith("left") else w - box_w - pad
     y0 = pad if corner.startswith("top") else h - box_h - pad
+    if full_width:
+        x0, box_w, pad = 0, w, 0
+        y0 = 0 if corner.startswith("top") else h - box_h
     x0, y0 = max(0, x0), max(0, y0)
     cv2.rectangle(image, (x0, y0), (min(w - 1, x0 + box_w), min(h - 1, y0 + box_h)), background, -1)
+    text_x = x0 + (pad if full_width else 0) + int(8 * scale)
     for n, line in enumerate(lines):
         baseline_y = y0 + int(4 * scale) + line_h * (n + 1) - sizes[n][1]
-        cv2.putText(image, line, (x0 + int(8 * scale), baseline_y), font, scale, color, thickness, cv2.LINE_AA)
+        cv2.putText(image, line, (text_x, baseline_y), font, scale, color, thickness, cv2.LINE_AA)
 
 
 def draw_notice(image: np.ndarray, text: str) -> np.ndarray:
-    """Return a copy of ``image`` with a red banner carrying ``text`` (e.g. "camera lost")."""
+    """Return a copy of ``image`` with a full-width red banner carrying ``text`` (e.g. "camera lost")."""
     out = image.copy()
-    draw_text_box(out, [text], corner="top-left", color=(255, 255, 255), background=(0, 0, 150))
+    draw_text_box(out, [text], corner="top-left", color=(255, 255, 255), background=(0, 0, 150),
+                  full_width=True)
     return out
 
 
