@@ -1,0 +1,428 @@
+"""Command line: `livefilter camera | video | image | styles | bench`.
+
+Bad input of any kind ends in one line ``livefilter: error: <reason>`` and a non-zero exit;
+tracebacks are for bugs only (set LIVEFILTER_DEBUG=1 to see them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from livefilter import __version__
+from livefilter.errors import LivefilterError
+from livefilter.frames import Frame
+
+log = logging.getLogger("livefilter")
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+EXIT_INTERRUPTED = 130
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"livefilter: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logger = logging.getLogger("livefilter")
+    logger.handlers[:] = []
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _common_options() -> argparse.ArgumentParser:
+    from livefilter.engine import DEFAULT_RESOLUTION, DEFAULT_STYLE
+
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("model and speed")
+    group.add_argument("--style", default=DEFAULT_STYLE,
+                       help=f"style name (see `livefilter styles`; default {DEFAULT_STYLE})")
+    group.add_argument("--model", metavar="PATH", help="any generator .onnx instead of a style")
+    group.add_argument("--resolution", type=_positive_int, default=DEFAULT_RESOLUTION, metavar="N",
+                       help=f"internal short side in pixels (default {DEFAULT_RESOLUTION})")
+    group.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for the model")
+    group.add_argument("--provider", default="cpu",
+                       help="onnxruntime provider: cpu, cuda, coreml, dml, ... (falls back to cpu)")
+    group.add_argument("--temporal", choices=["off", "ema", "motion", "flow"], default="motion",
+                       help="frame-to-frame smoothing against flicker (default motion)")
+    group.add_argument("--strength", type=float, default=0.6,
+                       help="temporal smoothing strength in [0, 1) (default 0.6)")
+    group.add_argument("-v", "--verbose", action="store_true", help="more messages")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livefilter",
+                                     description="Live anime filter for webcams, clips and pictures.")
+    parser.add_argument("--version", action="version", version=f"livefilter {__version__}")
+    common = _common_options()
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    cam = sub.add_parser("camera", parents=[common], help="filter a webcam (or a file played live)")
+    cam.add_argument("--source", default="0",
+                     help="camera index (0), device (/dev/video2) or a video file played at its own rate")
+    cam.add_argument("--loop", action="store_true", help="repeat a file source forever")
+    cam.add_argument("--preview", dest="preview", action="store_true", default=None,
+                     help="show the preview window (default unless --virtual)")
+    cam.add_argument("--no-preview", dest="preview", action="store_false", help="no window")
+    cam.add_argument("--side-by-side", action="store_true", help="start the preview side by side (key s)")
+    cam.add_argument("--overlay", action="store_true", help="start with the FPS/latency overlay (key i)")
+    cam.add_argument("--virtual", action="store_true", help="send to a virtual camera (pyvirtualcam)")
+    cam.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH",
+                     help="virtual camera size (default 1280x720)")
+    cam.add_argument("--fps", type=float, default=30.0, help="virtual camera frame rate (default 30)")
+    cam.add_argument("--camera-size", type=_size, default=None, metavar="WxH",
+                     help="resolution to ask the webcam for")
+    cam.add_argument("--record", metavar="OUT", help="also record the filtered stream to a file")
+    cam.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
+    cam.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                     help="stop after this many seconds")
+    cam.set_defaults(func=cmd_camera)
+
+    vid = sub.add_parser("video", parents=[common], help="convert a video file, every frame, audio kept")
+    vid.add_argument("input", help="input video")
+    vid.add_argument("output", help="output video (.mp4, .mkv, .mov, .webm)")
+    vid.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    vid.add_argument("--no-audio", action="store_true", help="leave the audio out")
+    vid.set_defaults(func=cmd_video)
+
+    img = sub.add_parser("image", parents=[common], help="convert a picture or a folder of pictures")
+    img.add_argument("input", help="input picture or folder")
+    img.add_argument("output", help="output picture or folder")
+    img.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    img.set_defaults(func=cmd_image, temporal="off")
+
+    sty = sub.add_parser("styles", help="list the installed styles")
+    sty.set_defaults(func=cmd_styles)
+
+    bench = sub.add_parser("bench", parents=[common], help="measure speed, latency and flicker")
+    try:
+        from livefilter import bench as bench_module
+
+        add = getattr(bench_module, "add_arguments", None)
+        run = getattr(bench_module, "run", None)
+    except ImportError:
+        add = run = None
+    if add is not None and run is not None:
+        add(bench)
+        bench.set_defaults(func=lambda args: run(args))
+    else:
+        bench.set_defaults(func=lambda args: _unavailable("bench"))
+    return parser
+
+
+def _unavailable(what: str) -> int:
+    raise LivefilterError(f"`livefilter {what}` is not available in this build")
+
+
+# --- shared helpers ------------------------------------------------------------------------
+def load_engine(args: argparse.Namespace):
+    from livefilter.engine import Engine, resolve_model
+
+    model = resolve_model(args.model if args.model else args.style)
+    engine = Engine(model, resolution=args.resolution, threads=args.threads, provider=args.provider)
+    log.debug("model %s", engine.describe())
+    return engine
+
+
+def make_process(engine, args: argparse.Namespace) -> Callable[[Frame], Frame]:
+    """Engine then temporal stage, as one frame -> frame function for the pipeline."""
+    temporal = None
+    if getattr(args, "temporal", "off") != "off":
+        from livefilter.temporal import make_temporal
+
+        try:
+            temporal = make_temporal(args.temporal, args.strength)
+        except ValueError as exc:
+            raise LivefilterError(str(exc)) from None
+
+    def process(frame: Frame) -> Frame:
+        out = engine(frame.image)
+        if temporal is not None:
+            out = temporal(frame.image, out)
+        return replace(frame, image=out, original=frame.image)
+
+    return process
+
+
+class _GracefulStop:
+    """First Ctrl-C (or SIGTERM) asks the pipeline to stop and finish the file; a second exits at once."""
+
+    def __init__(self, stop: threading.Event, message: str) -> None:
+        self.stop, self.message = stop, message
+        self.signal_name: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.stop.is_set():
+            os._exit(EXIT_INTERRUPTED)
+        self.signal_name = signal.Signals(signum).name
+        self.stop.set()
+        print(f"\nlivefilter: {self.message} (press Ctrl-C again to quit at once)", file=sys.stderr,
+              flush=True)
+
+    def __enter__(self) -> "_GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _signal_exit(guard: _GracefulStop) -> int:
+    """Exit status after a stop: 130 for Ctrl-C, 143 for SIGTERM, 0 for a normal end."""
+    return {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": 143}.get(guard.signal_name or "", 0)
+
+
+# --- commands ------------------------------------------------------------------------------
+def cmd_video(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from livefilter.capture import FileSource
+    from livefilter.pipeline import run
+    from livefilter.sinks.video_file import VideoFileSink, check_output
+
+    src_path, out_path = Path(args.input), Path(args.output)
+    source = FileSource(src_path)
+    try:
+        check_output(out_path, [src_path], args.overwrite)
+        engine = load_engine(args)
+        process = make_process(engine, args)
+        sink = VideoFileSink(out_path, template=src_path, fps=source.fps, size=source.size,
+                             overwrite=args.overwrite, audio=not args.no_audio)
+    except BaseException:
+        source.close()
+        raise
+    total = source.frame_count
+    stop = threading.Event()
+    bar = tqdm(total=total, unit="frame", desc=src_path.name, dynamic_ncols=True, disable=None,
+               leave=False)
+    try:
+        with _GracefulStop(stop, "stopping: finishing the file with what is done") as guard:
+            stats = run(source, process, [sink], live=False, queue_size=4, stop_event=stop,
+                        progress=lambda _frame: bar.update(1))
+    finally:
+        bar.close()
+    if source.corrupt_packets:
+        log.warning("%d corrupt video packets were skipped", source.corrupt_packets)
+    done = stats.frames_written
+    if stats.interrupted:
+        of = f" of {total}" if total else ""
+        print(f"livefilter: interrupted at frame {done}{of}; {out_path} holds the {done} frames "
+              f"converted so far" + ("" if args.no_audio else " with their audio"), file=sys.stderr)
+        return _signal_exit(guard) or EXIT_INTERRUPTED
+    fps = done / stats.elapsed if stats.elapsed else 0.0
+    print(f"livefilter: wrote {out_path}: {done} frames in {stats.elapsed:.1f} s ({fps:.1f} fps)",
+          file=sys.stderr)
+    return 0
+
+
+def _image_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
+    if src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            raise LivefilterError(f"input is a folder, so the output must be a folder too: {dst}")
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise LivefilterError(f"no pictures ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {src}")
+        return [(p, dst / p.name) for p in files]
+    if not src.exists():
+        raise LivefilterError(f"input not found: {src}")
+    if dst.is_dir():
+        return [(src, dst / src.name)]
+    return [(src, dst)]
+
+
+def _read_image(path: Path):
+    import cv2
+    import numpy as np
+
+    try:
+        data = np.fromfile(str(path), np.uint8)
+    except OSError as exc:
+        raise LivefilterError(f"cannot read {path}: {exc.strerror or exc}") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise LivefilterError(f"cannot read {path}: not a picture OpenCV can decode")
+    return image
+
+
+def _write_image(path: Path, image) -> None:
+    import cv2
+
+    ext = path.suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise LivefilterError(f"unsupported output extension '{path.suffix}' for {path} "
+                              f"(use {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    ok, data = cv2.imencode(ext, image)
+    if not ok:
+        raise LivefilterError(f"cannot encode {path}")
+    tmp = path.with_name(f".{path.name}.livefilter-partial")
+    try:
+        tmp.write_bytes(data.tobytes())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise LivefilterError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from livefilter.sinks.video_file import same_file
+
+    src, dst = Path(args.input), Path(args.output)
+    jobs = _image_jobs(src, dst)
+    for inp, out in jobs:
+        if same_file(inp, out):
+            raise LivefilterError(f"output is the same file as the input: {out}")
+        if out.exists() and not args.overwrite:
+            raise LivefilterError(f"output already exists: {out} (use --overwrite to replace it)")
+        if out.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise LivefilterError(f"unsupported output extension '{out.suffix}' for {out} "
+                                  f"(use {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    if src.is_dir():
+        dst.mkdir(parents=True, exist_ok=True)
+    elif not dst.parent.is_dir() and not dst.is_dir():
+        raise LivefilterError(f"output folder does not exist: {dst.parent}")
+    engine = load_engine(args)
+    started = time.monotonic()
+    for inp, out in jobs:
+        _write_image(out, engine(_read_image(inp)))
+    if len(jobs) > 1:
+        print(f"livefilter: wrote {len(jobs)} pictures to {dst} in {time.monotonic() - started:.1f} s",
+              file=sys.stderr)
+    return 0
+
+
+def open_live_source(args: argparse.Namespace):
+    from livefilter.capture import CameraSource, PacedFileSource
+
+    spec = str(args.source)
+    if spec.isdigit() or spec.startswith("/dev/"):
+        return CameraSource(spec, size=args.camera_size)
+    path = Path(spec)
+    if not path.exists():
+        raise LivefilterError(f"--source {spec}: no such file, and not a camera index or /dev/video path")
+    return PacedFileSource(path, loop=args.loop)
+
+
+def cmd_camera(args: argparse.Namespace) -> int:
+    from livefilter.pipeline import run
+
+    preview = args.preview if args.preview is not None else not args.virtual
+    engine = load_engine(args)
+    process = make_process(engine, args)
+    if args.record:
+        from livefilter.sinks.video_file import check_output
+
+        check_output(Path(args.record), [Path(args.source)], args.overwrite)
+    source = open_live_source(args)
+    sinks: list = []
+    try:
+        if preview:
+            from livefilter.sinks.preview import PreviewSink
+
+            sinks.append(PreviewSink(side_by_side=args.side_by_side, overlay=args.overlay))
+        if args.virtual:
+            from livefilter.sinks.virtualcam import VirtualCameraSink
+
+            cam = VirtualCameraSink(width=args.size[0], height=args.size[1], fps=args.fps)
+            print(f"livefilter: virtual camera on {cam.device}", file=sys.stderr)
+            sinks.append(cam)
+        if args.record:
+            from livefilter.sinks.video_file import VideoFileSink
+
+            sinks.append(VideoFileSink(args.record, template=None, fps=source.fps, size=source.size,
+                                       overwrite=args.overwrite))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        source.close()
+        raise
+    stop = threading.Event()
+    timer = None
+    if args.duration:
+        timer = threading.Timer(args.duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    try:
+        with _GracefulStop(stop, "stopping") as guard:
+            stats = run(source, process, sinks, live=True, queue_size=1, stop_event=stop)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    p50, p95 = stats.latency_percentile(50), stats.latency_percentile(95)
+    latency = f", latency p50 {p50 * 1000:.0f} ms p95 {p95 * 1000:.0f} ms" if p50 is not None else ""
+    print(f"livefilter: {stats.frames_written} frames shown, {stats.frames_dropped} dropped, "
+          f"{stats.fps:.1f} fps{latency}", file=sys.stderr)
+    return _signal_exit(guard)
+
+
+def cmd_styles(args: argparse.Namespace) -> int:
+    from livefilter.engine import DEFAULT_STYLE, list_styles, resolve_model
+
+    styles = list_styles()
+    if not styles:
+        print("no styles installed; use --model PATH.onnx")
+        return 1
+    for name in styles:
+        mark = " (default)" if name == DEFAULT_STYLE else ""
+        print(f"{name}{mark}\t{resolve_model(name)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "verbose", False))
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LivefilterError as exc:
+        print(f"livefilter: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("livefilter: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("LIVEFILTER_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()
+        print(f"livefilter: error: {type(exc).__name__}: {text[0] if text else ''} "
+              f"(set LIVEFILTER_DEBUG=1 for details)", file=sys.stderr)
+        return 1
