@@ -1,0 +1,128 @@
+"""`livefilter video`: every frame, same timestamps, same size, audio packets identical."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from conftest import CLIPS, make_clip, probe
+from livefilter.cli import main
+
+
+def convert(models, src: Path, dst: Path, *extra: str) -> int:
+    return main(["video", str(src), str(dst), "--model", str(models["tiny"]), "--resolution", "48",
+                 *extra])
+
+
+def assert_same_timing_and_audio(src: Path, dst: Path, even_size: bool = True) -> dict:
+    a, b = probe(src), probe(dst)
+    assert b["frames"] == a["frames"]
+    assert max(abs(x - y) for x, y in zip(a["seconds"], b["seconds"])) < 1e-6
+    width, height = a["size"]
+    expected = (width + width % 2, height + height % 2) if even_size else (width, height)
+    assert b["size"] == expected
+    assert len(b["audio"]) == len(a["audio"])
+    assert b["audio"] == a["audio"]  # bit for bit
+    return b
+
+
+def test_synthetic_clip_keeps_frames_pts_size_and_audio(models, synthetic_clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    assert convert(models, synthetic_clip, out) == 0
+    result = assert_same_timing_and_audio(synthetic_clip, out)
+    assert result["size"] == (162, 120)  # odd width rounded up for H.264 only
+    assert result["audio_codec"] == "aac"
+    assert not list(tmp_path.glob(".*livefilter-partial"))  # temp file renamed away
+
+
+def test_variable_frame_rate_survives(models, tmp_path):
+    steps = [0, 3003, 6006, 15015, 16016, 30030, 33033, 45045, 46046, 60060]
+    src = make_clip(tmp_path / "vfr.mp4", frames=len(steps), width=96, height=64, pts_list=steps)
+    out = tmp_path / "vfr_out.mp4"
+    assert convert(models, src, out) == 0
+    got = probe(out)["seconds"]
+    assert [round(s * 90000) for s in got] == steps
+    assert_same_timing_and_audio(src, out)
+
+
+@pytest.mark.parametrize("ext,audio_codec", [(".mkv", "aac"), (".mov", "aac"), (".webm", "opus")])
+def test_containers_from_extension(models, synthetic_clip, tmp_path, ext, audio_codec):
+    out = tmp_path / f"out{ext}"
+    assert convert(models, synthetic_clip, out) == 0
+    result = probe(out)
+    assert result["frames"] == probe(synthetic_clip)["frames"]
+    assert result["audio_codec"] == audio_codec  # webm cannot hold AAC: transcoded to Opus
+    assert result["audio"]
+
+
+def test_refuses_existing_output_unless_overwrite(models, synthetic_clip, tmp_path, capsys):
+    out = tmp_path / "exists.mp4"
+    out.write_bytes(b"precious")
+    assert convert(models, synthetic_clip, out) == 2
+    assert out.read_bytes() == b"precious"
+    assert "--overwrite" in capsys.readouterr().err
+    assert convert(models, synthetic_clip, out, "--overwrite") == 0
+    assert probe(out)["frames"] == 45
+
+
+def test_no_audio_option(models, synthetic_clip, tmp_path):
+    out = tmp_path / "silent.mp4"
+    assert convert(models, synthetic_clip, out, "--no-audio") == 0
+    assert probe(out)["audio"] == []
+
+
+def test_ctrl_c_keeps_a_playable_file_with_audio(models, tmp_path):
+    """SIGINT mid-run: exit 130, 'interrupted at frame N of M', N frames and their audio kept."""
+    src = make_clip(tmp_path / "long.mp4", frames=400, width=160, height=120, rate=Fraction(30))
+    out = tmp_path / "cut.mp4"
+    partial = tmp_path / ".cut.mp4.livefilter-partial"
+    cmd = [sys.executable, "-m", "livefilter", "video", str(src), str(out), "--model",
+           str(models["slow"]), "--resolution", "120", "--temporal", "off"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if partial.exists() and partial.stat().st_size > 0:  # first packets muxed
+            time.sleep(0.5)
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "conversion ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    line = next(l for l in err.splitlines() if "interrupted at frame" in l)
+    done = int(line.split("interrupted at frame ")[1].split()[0])
+    assert "of 400" in line and 0 < done < 400
+    result = probe(out)
+    assert result["frames"] == done
+    assert result["audio"] == probe(src)["audio"][:len(result["audio"])]
+    audio_seconds = len(result["audio"]) * 1024 / 48000
+    assert audio_seconds >= done / 30 - 0.1  # audio reaches the last converted frame
+    assert audio_seconds < 400 / 30  # but not the whole clip
+    assert not partial.exists()
+
+
+REAL_CLIPS = {
+    "mpg_mp2": "lipnet_grid_bbaf2n.mpg",
+    "h264_aac": "liveportrait_driving_d18.mp4",
+    "portrait": "liveportrait_source_s13.mp4",
+    "23.976fps": "pyfeat_WolfgangLanger_Pexels.mp4",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REAL_CLIPS))
+def test_real_clips(models, tmp_path, kind):
+    src = CLIPS / REAL_CLIPS[kind]
+    if not src.is_file():
+        pytest.skip(f"{src} not present")
+    out = tmp_path / "out.mp4"
+    assert convert(models, src, out, "--resolution", "32", "--temporal", "off") == 0
+    result = assert_same_timing_and_audio(src, out)
+    assert result["audio"], "source audio must be kept"
