@@ -30,6 +30,9 @@ import cv2
 import numpy as np
 
 MODES = ("off", "ema", "motion", "flow")
+# Chosen from the sweep on real talking-head clips recorded in docs/temporal.md.
+DEFAULT_MODE = "flow"
+DEFAULT_STRENGTH = 0.8
 
 
 class Temporal(Protocol):
@@ -42,7 +45,7 @@ class Temporal(Protocol):
         """Return the output frame for this input/filtered pair (BGR uint8, filtered's size)."""
 
 
-def make_temporal(mode: str = "motion", strength: float = 0.6, **options: float) -> Temporal:
+def make_temporal(mode: str = DEFAULT_MODE, strength: float = DEFAULT_STRENGTH, **options: float) -> Temporal:
     """Build the temporal stage for ``mode`` with history weight ``strength`` in [0, 1).
 
     Extra keyword ``options`` reach the stage's constructor (thresholds, flow size) for

@@ -1,0 +1,570 @@
+"""`livefilter bench`: model speed, live latency, conversion speed and flicker on this machine.
+
+Sections (each can be skipped with ``--skip``):
+- model: ms per frame of the engine (resize + model + resize back) on a 640x360 picture at the
+  default internal resolution and a few others, for the chosen student, the other shipped
+  styles, and ``--teacher`` with the teacher/student ratio;
+- live: the real pipeline fed by a file played in real time (30 fps 640x360 synthetic clip
+  unless ``--clip``), null sink: output fps, dropped-frame rate, capture->sink latency;
+- convert: clip conversion through the real pipeline and video sink, as a multiple of real time;
+- flicker: warping error (livefilter.metrics) and PSNR against the per-frame output for each
+  temporal mode and strength on the clip.
+
+Warm-up runs are excluded everywhere. ``--json`` prints (or writes) every figure;
+``--plot out.png`` draws latency over time and the E_warp / fidelity trade-off with OpenCV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from livefilter.errors import LivefilterError
+from livefilter.metrics import PairFlow, fidelity, input_pairs, warping_error
+from livefilter.temporal import DEFAULT_MODE, DEFAULT_STRENGTH, MODES, make_temporal
+
+SECTIONS = ("model", "live", "convert", "flicker")
+OTHER_RESOLUTIONS = (192, 320, 384)
+BENCH_SIZE = (640, 360)
+BENCH_FPS = 30
+
+
+# --- clips ------------------------------------------------------------------------------------
+def make_synthetic_clip(path: str | Path, seconds: float = 4.0, size: tuple[int, int] = BENCH_SIZE,
+                        fps: int = BENCH_FPS, seed: int = 0) -> Path:
+    """A 640x360 30 fps H.264 clip with a textured still background and a moving 'head'.
+
+    Stands in for a webcam when no clip is given: a still background (where flicker shows
+    most), a shape that moves and turns (where ghosting would show) and sensor-like noise.
+    """
+    import av
+
+    from livefilter.sinks.video_file import pick_encoder
+
+    w, h = size
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)
+    background = cv2.resize(background, (w, h), interpolation=cv2.INTER_CUBIC)
+    background = cv2.addWeighted(background, 0.6, np.full_like(background, 90), 0.4, 0)
+    path = Path(path)
+    codec = pick_encoder(["libx264", "h264", "mpeg4"])
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast", "crf": "18"}
+        n = max(2, round(seconds * fps))
+        for i in range(n):
+            t = i / fps
+            img = background.copy()
+            cx = int(w / 2 + w * 0.18 * np.sin(2 * np.pi * t / 3.0))
+            cy = int(h / 2 + h * 0.05 * np.sin(2 * np.pi * t / 1.5))
+            cv2.ellipse(img, (cx, cy), (60, 80), 10 * np.sin(t), 0, 360, (120, 160, 210), -1)
+            cv2.circle(img, (cx - 22, cy - 15), 8, (40, 40, 40), -1)
+            cv2.circle(img, (cx + 22, cy - 15), 8, (40, 40, 40), -1)
+            mouth = int(6 + 6 * abs(np.sin(2 * np.pi * t * 2)))
+            cv2.ellipse(img, (cx, cy + 35), (20, mouth), 0, 0, 360, (60, 50, 150), -1)
+            noise = rng.normal(0, 2.0, img.shape)
+            img = np.clip(img + noise, 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def load_clip(path: str | Path, seconds: float | None = 3.0, max_width: int = 640) -> tuple[list[np.ndarray], float]:
+    """First ``seconds`` of a clip as BGR frames, scaled down to at most ``max_width`` wide."""
+    from livefilter.capture import FileSource
+
+    source = FileSource(path)
+    try:
+        limit = None if seconds is None else max(2, round(seconds * source.fps))
+        frames: list[np.ndarray] = []
+        while limit is None or len(frames) < limit:
+            frame = source.read()
+            if frame is None:
+                break
+            image = frame.image
+            h, w = image.shape[:2]
+            if w > max_width:
+                nh = round(h * max_width / w / 2) * 2
+                image = cv2.resize(image, (max_width, nh), interpolation=cv2.INTER_AREA)
+            frames.append(image)
+        return frames, source.fps
+    finally:
+        source.close()
+
+
+# --- flicker ----------------------------------------------------------------------------------
+def temporal_rows(
+    inputs: Sequence[np.ndarray],
+    filtered: Sequence[np.ndarray],
+    configs: Sequence[tuple[str, float]],
+    pairs: Sequence[PairFlow] | None = None,
+) -> list[dict]:
+    """Replay each (mode, strength) over the same filtered frames; score flicker and fidelity.
+
+    Rows carry E_warp of the output, the same figure for the input clip and for the per-frame
+    output (blending off), the reduction against per-frame, PSNR against the per-frame output
+    (pooled and worst frame) and the stage's own cost in ms per frame.
+    """
+    if len(inputs) < 2:
+        raise LivefilterError("flicker needs a clip of at least two frames")
+    pairs = input_pairs(inputs) if pairs is None else pairs
+    floor = warping_error(inputs, inputs, pairs)
+    per_frame = warping_error(inputs, filtered, pairs)
+    rows = []
+    for mode, strength in configs:
+        stage = make_temporal(mode, strength)
+        outputs = []
+        elapsed = 0.0
+        for src, out in zip(inputs, filtered):
+            t0 = time.perf_counter()
+            outputs.append(stage(src, out))
+            elapsed += time.perf_counter() - t0
+        e = warping_error(inputs, outputs, pairs)
+        fid = fidelity(outputs, filtered)
+        rows.append({
+            "mode": mode,
+            "strength": strength,
+            "e_warp": e,
+            "e_warp_input": floor,
+            "e_warp_per_frame": per_frame,
+            "reduction": 1.0 - e / per_frame if per_frame > 0 else 0.0,
+            "psnr": fid.psnr,
+            "worst_psnr": fid.worst_psnr,
+            "ms_per_frame": elapsed / len(inputs) * 1000,
+        })
+    return rows
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _add(parser: argparse.ArgumentParser, *flags: str, **kwargs: object) -> None:
+    """Add an option unless the parent parser (cli's common options) already has it."""
+    if any(flag in parser._option_string_actions for flag in flags):
+        return
+    parser.add_argument(*flags, **kwargs)
+
+
+def _csv_floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def _csv_ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+    if any(v < 16 for v in values):
+        raise argparse.ArgumentTypeError("resolutions must be at least 16")
+    return values
+
+
+def _load() -> float | None:
+    """1-minute load average: timings taken while other work runs are not comparable."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `livefilter bench` (model options come from the CLI's common set when present)."""
+    from livefilter.engine import DEFAULT_RESOLUTION, DEFAULT_STYLE
+
+    _add(parser, "--style", default=DEFAULT_STYLE, help="student style to measure")
+    _add(parser, "--model", metavar="PATH", help="student .onnx instead of a style")
+    _add(parser, "--resolution", type=int, default=DEFAULT_RESOLUTION, help="default internal short side")
+    _add(parser, "--threads", type=int, default=None, help="CPU threads for the model")
+    _add(parser, "--provider", default="cpu", help="onnxruntime provider")
+    _add(parser, "--temporal", choices=list(MODES), default=DEFAULT_MODE, help="temporal mode for live/convert")
+    _add(parser, "--strength", type=float, default=DEFAULT_STRENGTH, help="temporal strength")
+    g = parser.add_argument_group("bench")
+    g.add_argument("--teacher", metavar="PATH", help="also time this teacher .onnx and report the ratio")
+    g.add_argument("--clip", metavar="PATH",
+                   help="clip for live/convert/flicker (default: a synthetic 640x360 30 fps clip)")
+    g.add_argument("--resolutions", type=_csv_ints, default=None, metavar="N,N",
+                   help=f"other internal resolutions to time (default {','.join(map(str, OTHER_RESOLUTIONS))})")
+    g.add_argument("--seconds", type=float, default=10.0, help="length of the live run (default 10)")
+    g.add_argument("--flicker-seconds", type=float, default=3.0,
+                   help="seconds of the clip scored for flicker (default 3)")
+    g.add_argument("--strengths", type=_csv_floats, default=None, metavar="S,S",
+                   help="strengths per temporal mode for the flicker table (default 0.5,0.7,0.8,0.9)")
+    g.add_argument("--skip", action="append", choices=SECTIONS, default=[],
+                   help="leave a section out (repeatable)")
+    g.add_argument("--quick", action="store_true", help="a few seconds in all: for smoke tests")
+    g.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                   help="print JSON instead of the table (or write it to PATH and print the table)")
+    g.add_argument("--plot", metavar="PNG", help="draw latency over time and the flicker trade-off")
+
+
+def _student_path(args: argparse.Namespace) -> Path:
+    from livefilter.engine import resolve_model
+
+    return resolve_model(args.model if getattr(args, "model", None) else args.style)
+
+
+def _engine(path: Path, resolution: int, args: argparse.Namespace):
+    from livefilter.engine import Engine
+
+    return Engine(path, resolution=resolution, threads=getattr(args, "threads", None),
+                  provider=getattr(args, "provider", "cpu"))
+
+
+def _time_engine(engine, image: np.ndarray, warmup: int, seconds: float, min_runs: int) -> dict:
+    """Median/p90 ms per frame of ``engine(image)`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        engine(image)
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        engine(image)
+        times.append((time.perf_counter() - t0) * 1000)
+    med = float(np.median(times))
+    return {"ms_median": med, "ms_p90": float(np.percentile(times, 90)), "fps": 1000.0 / med,
+            "runs": len(times)}
+
+
+# --- sections ---------------------------------------------------------------------------------
+def bench_model(args: argparse.Namespace, image: np.ndarray, quick: bool) -> list[dict]:
+    """Engine ms per frame for the student(s) and the teacher at several internal resolutions."""
+    from livefilter.engine import list_styles, resolve_model
+
+    student = _student_path(args)
+    default = int(args.resolution)
+    others = args.resolutions if args.resolutions is not None else list(OTHER_RESOLUTIONS)
+    resolutions = [default] if quick else sorted({default, *others})
+    warmup, seconds, min_runs = (2, 0.0, 3) if quick else (5, 2.0, 10)
+    rows: list[dict] = []
+    students = [("student", student)]
+    if not quick and not getattr(args, "model", None):
+        for style in list_styles():
+            path = resolve_model(style)
+            if path.resolve() != student.resolve():
+                students.append(("student", path))
+    h, w = image.shape[:2]
+    for role, path in students:
+        res_list = resolutions if path == student else [default]
+        for res in res_list:
+            engine = _engine(path, res, args)
+            rows.append({"model": path.name, "role": role, "resolution": res, "input": f"{w}x{h}",
+                         **_time_engine(engine, image, warmup, seconds, min_runs)})
+    if getattr(args, "teacher", None):
+        teacher = Path(args.teacher)
+        for res in resolutions:
+            engine = _engine(teacher, res, args)
+            row = {"model": teacher.name, "role": "teacher", "resolution": res, "input": f"{w}x{h}",
+                   **_time_engine(engine, image, warmup, seconds, min_runs)}
+            ref = next((r for r in rows if r["model"] == student.name and r["resolution"] == res), None)
+            if ref is not None:
+                row["ratio"] = row["ms_median"] / ref["ms_median"]
+            rows.append(row)
+    return rows
+
+
+class _RecordingSink:
+    """Null sink that keeps (write time, capture->write latency) for the latency trace."""
+
+    def __init__(self) -> None:
+        self.trace: list[tuple[float, float]] = []
+
+    def write(self, frame) -> None:
+        now = time.monotonic()
+        self.trace.append((now, now - frame.capture_time))
+
+    def close(self) -> None:
+        pass
+
+
+def _process(engine, temporal) -> Callable:
+    def process(frame):
+        out = engine(frame.image)
+        if temporal is not None:
+            out = temporal(frame.image, out)
+        return replace(frame, image=out, original=frame.image)
+
+    return process
+
+
+def _temporal_for(args: argparse.Namespace):
+    mode = getattr(args, "temporal", DEFAULT_MODE)
+    return None if mode == "off" else make_temporal(mode, getattr(args, "strength", DEFAULT_STRENGTH))
+
+
+def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> dict:
+    """Real pipeline, file played in real time (looped), null sink; stops after ``seconds``."""
+    from livefilter.capture import FileSource, PacedFileSource
+    from livefilter.pipeline import run as run_pipeline
+
+    probe = FileSource(clip)
+    first = probe.read()
+    probe.close()
+    temporal = _temporal_for(args)
+    for _ in range(3):  # warm-up, excluded
+        out = engine(first.image)
+        if temporal is not None:
+            temporal(first.image, out)
+    if temporal is not None:
+        temporal.reset()
+    source = PacedFileSource(clip, loop=True)
+    sink = _RecordingSink()
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    try:
+        stats = run_pipeline(source, _process(engine, temporal), [sink], live=True, stop_event=stop)
+    finally:
+        timer.cancel()
+    times = [t for t, _ in sink.trace]
+    lat_ms = [lat * 1000 for _, lat in sink.trace]
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    t0 = times[0] if times else 0.0
+    return {
+        "source": f"{clip.name} paced at {source.fps:.3g} fps",
+        "source_fps": source.fps,
+        "size": f"{source.size[0]}x{source.size[1]}",
+        "temporal": getattr(args, "temporal", DEFAULT_MODE),
+        "strength": getattr(args, "strength", DEFAULT_STRENGTH),
+        "seconds": stats.elapsed,
+        "frames_read": stats.frames_read,
+        "frames_written": stats.frames_written,
+        "frames_dropped": stats.frames_dropped,
+        "drop_rate": stats.frames_dropped / stats.frames_read if stats.frames_read else 0.0,
+        "fps_out": (len(times) - 1) / span if span > 0 else 0.0,
+        "latency_ms": {"p50": _percentile(lat_ms, 50), "p95": _percentile(lat_ms, 95),
+                       "max": max(lat_ms) if lat_ms else None},
+        "trace": [[round(t - t0, 4), round(lat, 2)] for t, lat in zip(times, lat_ms)],
+    }
+
+
+def bench_convert(args: argparse.Namespace, engine, clip: Path, max_frames: int | None) -> dict:
+    """Clip conversion through the pipeline and the video sink; speed as a multiple of real time."""
+    from livefilter.capture import FileSource
+    from livefilter.pipeline import run as run_pipeline
+    from livefilter.sinks.video_file import VideoFileSink
+
+    temporal = _temporal_for(args)
+    source = FileSource(clip)
+    stop = threading.Event()
+
+    def progress(frame) -> None:
+        if max_frames is not None and frame.index + 1 >= max_frames:
+            stop.set()
+
+    with tempfile.TemporaryDirectory(prefix="livefilter-bench-") as tmp:
+        sink = VideoFileSink(Path(tmp) / "out.mp4", template=clip, fps=source.fps, size=source.size)
+        stats = run_pipeline(source, _process(engine, temporal), [sink], live=False, stop_event=stop,
+                             progress=progress)
+    duration = stats.frames_written / source.fps
+    return {
+        "clip": clip.name,
+        "size": f"{source.size[0]}x{source.size[1]}",
+        "frames": stats.frames_written,
+        "clip_seconds": duration,
+        "elapsed": stats.elapsed,
+        "fps": stats.fps,
+        "x_realtime": duration / stats.elapsed if stats.elapsed > 0 else 0.0,
+    }
+
+
+def bench_flicker(args: argparse.Namespace, engine, clip: Path, seconds: float,
+                  strengths: Sequence[float]) -> dict:
+    """E_warp and fidelity per temporal mode on the clip; the model runs once per frame."""
+    frames, _fps = load_clip(clip, seconds=seconds)
+    if len(frames) < 2:
+        raise LivefilterError(f"{clip}: need at least two frames to measure flicker")
+    engine(frames[0])  # warm-up
+    filtered = [engine(f) for f in frames]
+    configs = [("off", 0.0)] + [(m, s) for m in MODES if m != "off" for s in strengths]
+    default = (getattr(args, "temporal", DEFAULT_MODE), getattr(args, "strength", DEFAULT_STRENGTH))
+    if default[0] != "off" and default not in configs:
+        configs.append(default)
+    rows = temporal_rows(frames, filtered, configs)
+    h, w = frames[0].shape[:2]
+    return {"clip": clip.name, "size": f"{w}x{h}", "frames": len(frames),
+            "e_warp_input": rows[0]["e_warp_input"], "rows": rows}
+
+
+# --- output -----------------------------------------------------------------------------------
+def _fmt(value: object, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(result: dict) -> str:
+    """Human-readable report of a bench result."""
+    lines = []
+    m = result["machine"]
+    lines.append(f"livefilter bench on {m['cpus']} CPU(s), onnxruntime {m['onnxruntime']}, "
+                 f"OpenCV {m['opencv']}, Python {m['python']}; load average {_fmt(m.get('load_before'), '.2f')}"
+                 f" before, {_fmt(m.get('load_after'), '.2f')} after")
+    if "model" in result:
+        lines += ["", "model (engine incl. resize, on a 640x360 picture; warm-up excluded)",
+                  f"  {'model':28} {'role':8} {'res':>5} {'ms p50':>8} {'ms p90':>8} {'fps':>7} {'ratio':>6}"]
+        for r in result["model"]:
+            lines.append(f"  {r['model'][:28]:28} {r['role']:8} {r['resolution']:5d} {r['ms_median']:8.1f} "
+                         f"{r['ms_p90']:8.1f} {r['fps']:7.1f} {_fmt(r.get('ratio'), '6.2f'):>6}")
+    if "live" in result:
+        r = result["live"]
+        lat = r["latency_ms"]
+        lines += ["", f"live ({r['source']}, {r['size']}, temporal {r['temporal']} {r['strength']:g}, "
+                      f"{r['seconds']:.1f} s)",
+                  f"  fps out {r['fps_out']:.1f}   dropped {r['frames_dropped']}/{r['frames_read']} "
+                  f"({r['drop_rate'] * 100:.1f}%)   latency ms p50 {_fmt(lat['p50'])} "
+                  f"p95 {_fmt(lat['p95'])} max {_fmt(lat['max'])}"]
+    if "convert" in result:
+        r = result["convert"]
+        lines += ["", f"convert ({r['clip']}, {r['size']}, {r['frames']} frames)",
+                  f"  {r['fps']:.1f} fps = {r['x_realtime']:.2f}x real time"]
+    if "flicker" in result:
+        f = result["flicker"]
+        lines += ["", f"flicker ({f['clip']}, {f['size']}, {f['frames']} frames; E_warp x1e4, "
+                      f"input clip itself {f['e_warp_input'] * 1e4:.3f})",
+                  f"  {'mode':7} {'strength':>8} {'E_warp':>8} {'vs off':>7} {'PSNR':>6} {'worst':>6} {'ms/frame':>8}"]
+        for r in f["rows"]:
+            lines.append(f"  {r['mode']:7} {r['strength']:8.2f} {r['e_warp'] * 1e4:8.3f} "
+                         f"{-r['reduction'] * 100:+6.0f}% {r['psnr']:6.1f} {r['worst_psnr']:6.1f} "
+                         f"{r['ms_per_frame']:8.2f}")
+    return "\n".join(lines)
+
+
+def draw_plot(result: dict, path: str | Path) -> None:
+    """Latency over time (left) and E_warp vs PSNR per temporal mode (right), drawn with OpenCV."""
+    width, height = 1200, 480
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+
+    def panel(x0: int, title: str, xlabel: str, ylabel: str, xr: tuple[float, float],
+              yr: tuple[float, float]) -> Callable[[float, float], tuple[int, int]]:
+        left, top, right, bottom = x0 + 70, 40, x0 + 570, height - 60
+        cv2.rectangle(canvas, (left, top), (right, bottom), (0, 0, 0), 1)
+        cv2.putText(canvas, title, (left, top - 12), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, xlabel, (left + 150, height - 20), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, ylabel, (x0 + 5, top - 12 + 0), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        (x_lo, x_hi), (y_lo, y_hi) = xr, yr
+        x_hi = x_hi if x_hi > x_lo else x_lo + 1
+        y_hi = y_hi if y_hi > y_lo else y_lo + 1
+
+        def to_px(x: float, y: float) -> tuple[int, int]:
+            px = left + (x - x_lo) / (x_hi - x_lo) * (right - left)
+            py = bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top)
+            return int(round(px)), int(round(py))
+
+        for i in range(5):
+            xv = x_lo + (x_hi - x_lo) * i / 4
+            yv = y_lo + (y_hi - y_lo) * i / 4
+            px, _ = to_px(xv, y_lo)
+            _, py = to_px(x_lo, yv)
+            cv2.putText(canvas, f"{xv:.3g}", (px - 12, bottom + 18), font, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+            cv2.putText(canvas, f"{yv:.3g}", (left - 55, py + 4), font, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+            cv2.line(canvas, (left, py), (right, py), (230, 230, 230), 1)
+        return to_px
+
+    live = result.get("live")
+    if live and live["trace"]:
+        trace = np.array(live["trace"], dtype=np.float64)
+        y_hi = max(200.0, float(trace[:, 1].max()) * 1.1)
+        to_px = panel(0, "live: capture->sink latency over time", "seconds", "ms",
+                      (0.0, float(trace[-1, 0])), (0.0, y_hi))
+        for limit, colour in ((125.0, (0, 140, 255)), (185.0, (0, 0, 220))):
+            a, b = to_px(0.0, limit), to_px(float(trace[-1, 0]), limit)
+            cv2.line(canvas, a, b, colour, 1, cv2.LINE_AA)
+            cv2.putText(canvas, f"{limit:g} ms", (b[0] - 60, b[1] - 4), font, 0.4, colour, 1, cv2.LINE_AA)
+        pts = np.array([to_px(t, lat) for t, lat in trace], np.int32)
+        cv2.polylines(canvas, [pts], False, (160, 60, 0), 1, cv2.LINE_AA)
+    else:
+        cv2.putText(canvas, "live section not run", (120, 240), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+
+    flick = result.get("flicker")
+    if flick and flick["rows"]:
+        rows = flick["rows"]
+        xs = [r["e_warp"] * 1e4 for r in rows]
+        ys = [r["psnr"] for r in rows if r["psnr"] < 99] or [40.0]
+        to_px = panel(600, "flicker: E_warp (x1e4) vs PSNR against per-frame output",
+                      "E_warp x1e4 (lower = steadier)", "PSNR dB",
+                      (0.0, max(xs) * 1.1), (min(ys) - 2, max(ys) + 2))
+        colours = {"off": (0, 0, 0), "ema": (0, 140, 255), "motion": (0, 160, 0), "flow": (200, 60, 0)}
+        y_top = max(ys) + 2
+        for mode in MODES:
+            pts = [(r["e_warp"] * 1e4, min(r["psnr"], y_top)) for r in rows if r["mode"] == mode]
+            px = [to_px(x, y) for x, y in pts]
+            if len(px) > 1:
+                cv2.polylines(canvas, [np.array(px, np.int32)], False, colours[mode], 1, cv2.LINE_AA)
+            for p in px:
+                cv2.circle(canvas, p, 4, colours[mode], -1, cv2.LINE_AA)
+        for i, mode in enumerate(MODES):
+            cv2.putText(canvas, mode, (1100, 60 + 18 * i), font, 0.45, colours[mode], 1, cv2.LINE_AA)
+    if not cv2.imwrite(str(path), canvas):
+        raise LivefilterError(f"cannot write plot to {path}")
+
+
+# --- entry point ------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    """Run the selected sections and print a table (or JSON); 0 on success."""
+    import onnxruntime as ort
+
+    quick = bool(getattr(args, "quick", False))
+    skip = set(getattr(args, "skip", []) or [])
+    result: dict = {"machine": {"cpus": os.cpu_count(), "onnxruntime": ort.__version__,
+                                "opencv": cv2.__version__, "python": platform.python_version(),
+                                "platform": platform.platform(), "load_before": _load()}}
+    with tempfile.TemporaryDirectory(prefix="livefilter-bench-") as tmp:
+        if getattr(args, "clip", None):
+            clip = Path(args.clip)
+            if not clip.is_file():
+                raise LivefilterError(f"clip not found: {clip}")
+        else:
+            clip = make_synthetic_clip(Path(tmp) / "synthetic.mp4", seconds=2.0 if quick else 4.0)
+        frames, _ = load_clip(clip, seconds=0.1, max_width=10_000)
+        picture = cv2.resize(frames[0], BENCH_SIZE, interpolation=cv2.INTER_AREA)
+        student = _student_path(args)
+        result["settings"] = {"model": student.name, "resolution": int(args.resolution),
+                              "threads": getattr(args, "threads", None),
+                              "temporal": getattr(args, "temporal", DEFAULT_MODE),
+                              "strength": getattr(args, "strength", DEFAULT_STRENGTH),
+                              "clip": str(args.clip) if getattr(args, "clip", None) else
+                              "synthetic 640x360 30 fps", "quick": quick}
+        if "model" not in skip:
+            result["model"] = bench_model(args, picture, quick)
+        engine = _engine(student, int(args.resolution), args) if skip != set(SECTIONS) else None
+        if "live" not in skip:
+            result["live"] = bench_live(args, engine, clip, 2.0 if quick else float(args.seconds))
+        if "convert" not in skip:
+            result["convert"] = bench_convert(args, engine, clip, 30 if quick else None)
+        if "flicker" not in skip:
+            strengths = args.strengths or ([0.8] if quick else [0.5, 0.7, 0.8, 0.9])
+            seconds = 0.4 if quick else float(args.flicker_seconds)
+            result["flicker"] = bench_flicker(args, engine, clip, seconds, strengths)
+    result["machine"]["load_after"] = _load()
+    if getattr(args, "plot", None):
+        draw_plot(result, args.plot)
+    target = getattr(args, "json", None)
+    if target == "-":
+        print(json.dumps(result, indent=1))
+    else:
+        if target:
+            Path(target).write_text(json.dumps(result, indent=1))
+        print(format_table(result))
+    sys.stdout.flush()
+    return 0

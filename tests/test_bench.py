@@ -1,0 +1,116 @@
+"""`livefilter bench --quick` runs end to end and reports sane, complete JSON (no timing asserts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+
+def _tiny_generator(path: Path) -> Path:
+    """A 1x1 convolution + tanh generator, NCHW with dynamic height and width."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = (np.eye(3, dtype=np.float32) * 1.2).reshape(3, 3, 1, 1)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"]),
+            helper.make_node("Tanh", ["c"], ["y"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _args(parser_args: list[str]) -> argparse.Namespace:
+    from livefilter.bench import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(parser_args)
+
+
+def test_quick_bench_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from livefilter.bench import run
+
+    model = _tiny_generator(tmp_path / "tiny.onnx")
+    plot = tmp_path / "bench.png"
+    args = _args(["--model", str(model), "--teacher", str(model), "--quick", "--json",
+                  "--plot", str(plot), "--temporal", "flow", "--strength", "0.8"])
+    assert run(args) == 0
+    result = json.loads(capsys.readouterr().out)
+
+    assert result["machine"]["cpus"] >= 1
+    rows = result["model"]
+    assert {r["role"] for r in rows} == {"student", "teacher"}
+    for r in rows:
+        assert r["ms_median"] > 0 and r["fps"] > 0 and r["runs"] >= 3
+        assert r["resolution"] == result["settings"]["resolution"]
+    teacher = next(r for r in rows if r["role"] == "teacher")
+    assert teacher["ratio"] > 0
+
+    live = result["live"]
+    assert live["frames_read"] >= live["frames_written"] > 0
+    assert 0.0 <= live["drop_rate"] <= 1.0
+    lat = live["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["max"]
+    assert live["size"] == "640x360" and live["temporal"] == "flow"
+    assert len(live["trace"]) == live["frames_written"]
+
+    conv = result["convert"]
+    assert conv["frames"] > 0 and conv["x_realtime"] > 0
+
+    flick = result["flicker"]
+    modes = {r["mode"] for r in flick["rows"]}
+    assert modes == {"off", "ema", "motion", "flow"}
+    off = next(r for r in flick["rows"] if r["mode"] == "off")
+    assert off["psnr"] == 100.0 and off["reduction"] == 0.0
+    for r in flick["rows"]:
+        assert r["e_warp"] >= 0 and r["e_warp_per_frame"] > 0 and r["e_warp_input"] > 0
+        assert 0 < r["worst_psnr"] <= r["psnr"] <= 100.0
+
+    assert plot.is_file() and plot.stat().st_size > 1000
+
+
+def test_table_output_and_skips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from livefilter.bench import run
+
+    model = _tiny_generator(tmp_path / "tiny.onnx")
+    out = tmp_path / "bench.json"
+    args = _args(["--model", str(model), "--quick", "--skip", "live", "--skip", "convert",
+                  "--skip", "flicker", "--json", str(out)])
+    assert run(args) == 0
+    text = capsys.readouterr().out
+    assert "model" in text and "ms p50" in text
+    saved = json.loads(out.read_text())
+    assert "model" in saved and "live" not in saved and "flicker" not in saved
+
+
+def test_missing_clip_is_a_user_error(tmp_path: Path) -> None:
+    from livefilter.bench import run
+    from livefilter.errors import LivefilterError
+
+    model = _tiny_generator(tmp_path / "tiny.onnx")
+    args = _args(["--model", str(model), "--quick", "--clip", str(tmp_path / "nope.mp4")])
+    with pytest.raises(LivefilterError):
+        run(args)
+
+
+def test_cli_bench_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli = pytest.importorskip("livefilter.cli")
+    model = _tiny_generator(tmp_path / "tiny.onnx")
+    code = cli.main(["bench", "--model", str(model), "--quick", "--skip", "live", "--skip", "convert",
+                     "--skip", "flicker", "--json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["model"][0]["model"] == "tiny.onnx"
