@@ -75,10 +75,12 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for the model")
     group.add_argument("--provider", default="cpu",
                        help="onnxruntime provider: cpu, cuda, coreml, dml, ... (falls back to cpu)")
-    group.add_argument("--temporal", choices=["off", "ema", "motion", "flow"], default="motion",
-                       help="frame-to-frame smoothing against flicker (default motion)")
-    group.add_argument("--strength", type=float, default=0.6,
-                       help="temporal smoothing strength in [0, 1) (default 0.6)")
+    from livefilter.temporal import DEFAULT_MODE, DEFAULT_STRENGTH, MODES
+
+    group.add_argument("--temporal", choices=list(MODES), default=DEFAULT_MODE,
+                       help=f"frame-to-frame smoothing against flicker (default {DEFAULT_MODE})")
+    group.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
+                       help=f"temporal smoothing strength in [0, 1) (default {DEFAULT_STRENGTH})")
     group.add_argument("-v", "--verbose", action="store_true", help="more messages")
     return common
 
@@ -343,8 +345,6 @@ def cmd_camera(args: argparse.Namespace) -> int:
     from livefilter.pipeline import run
 
     preview = args.preview if args.preview is not None else not args.virtual
-    engine = load_engine(args)
-    process = make_process(engine, args)
     if args.record:
         from livefilter.sinks.video_file import check_output
 
@@ -352,6 +352,7 @@ def cmd_camera(args: argparse.Namespace) -> int:
     source = open_live_source(args)
     sinks: list = []
     try:
+        process = make_process(load_engine(args), args)
         if preview:
             from livefilter.sinks.preview import PreviewSink
 
