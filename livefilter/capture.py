@@ -41,7 +41,8 @@ def open_input(path: str | Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
-        raise LivefilterError(f"cannot read {path}: not a video file ({_first_line(exc)})") from None
+        reason = getattr(exc, "strerror", None) or _first_line(exc)
+        raise LivefilterError(f"cannot read {path}: damaged or not a video file ({reason})") from None
     except (OSError, ValueError) as exc:
         raise LivefilterError(f"cannot read {path}: {_first_line(exc)}") from None
 

@@ -41,7 +41,7 @@ def test_not_a_video(models, tmp_path):
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video\n" * 50)
     result = run_cli("video", fake, tmp_path / "out.mp4", "--model", models["tiny"])
-    assert_one_line_error(result, "not a video", "notes.mp4")
+    assert_one_line_error(result, "not a video file", "notes.mp4")
 
 
 def test_empty_file(models, tmp_path):
