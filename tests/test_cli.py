@@ -1,0 +1,67 @@
+"""CLI happy paths: image (file and folder), styles, version, camera on a paced file with --record."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+
+import cv2
+import numpy as np
+
+from conftest import draw_frame, make_clip, probe
+from livefilter import __version__
+from livefilter.cli import main
+
+
+def test_version():
+    result = subprocess.run([sys.executable, "-m", "livefilter", "--version"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"livefilter {__version__}"
+
+
+def test_image_file_keeps_size(models, tmp_path):
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), draw_frame(2, 75, 41))
+    out = tmp_path / "out.jpg"
+    assert main(["image", str(src), str(out), "--model", str(models["tiny"]), "--resolution", "32"]) == 0
+    result = cv2.imread(str(out))
+    assert result.shape == (41, 75, 3)
+
+
+def test_image_folder_to_folder(models, tmp_path):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for i, (w, h) in enumerate([(40, 30), (31, 57)]):
+        cv2.imwrite(str(folder / f"p{i}.png"), draw_frame(i, w, h))
+    (folder / "notes.txt").write_text("not a picture")
+    out = tmp_path / "styled"
+    assert main(["image", str(folder), str(out), "--model", str(models["tiny"]), "--resolution", "32"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png"]
+    assert cv2.imread(str(out / "p1.png")).shape == (57, 31, 3)
+
+
+def test_image_refuses_to_overwrite(models, tmp_path, capsys):
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.zeros((8, 8, 3), np.uint8))
+    assert main(["image", str(src), str(src), "--model", str(models["tiny"]), "--overwrite"]) == 2
+    assert "same file" in capsys.readouterr().err
+
+
+def test_styles_lists_shipped_weights_or_says_none(capsys):
+    code = main(["styles"])
+    out = capsys.readouterr().out
+    assert (code == 0 and "(default)" in out) or (code == 1 and "no styles" in out)
+
+
+def test_camera_on_a_paced_file_records_what_it_showed(models, tmp_path, capsys):
+    clip = make_clip(tmp_path / "cam.mp4", frames=20, width=64, height=48, rate=Fraction(40), audio=False)
+    record = tmp_path / "rec.mkv"
+    code = main(["camera", "--source", str(clip), "--no-preview", "--record", str(record),
+                 "--model", str(models["tiny"]), "--resolution", "32"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "frames shown" in err and "latency p50" in err
+    result = probe(record)
+    assert 0 < result["frames"] <= 20 and result["size"] == (64, 48)
+    assert result["seconds"] == sorted(result["seconds"])
