@@ -32,10 +32,19 @@ class _Formatter(logging.Formatter):
         return f"livefilter: {record.levelname.lower()}: {record.getMessage()}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (tests and tqdm swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _setup_logging(verbose: bool) -> None:
     logger = logging.getLogger("livefilter")
-    logger.handlers[:] = []
-    handler = logging.StreamHandler(sys.stderr)
+    for old in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(old)
+    handler = _StderrHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)

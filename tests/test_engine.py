@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -107,7 +109,12 @@ def test_truncated_and_missing_models(models, tmp_path):
 
 
 def test_unknown_provider_falls_back_to_cpu_with_warning(models, caplog):
-    engine = Engine(models["identity_nchw"], provider="cuda")
+    logger = logging.getLogger("livefilter")
+    logger.addHandler(caplog.handler)  # the CLI may have turned propagation off
+    try:
+        engine = Engine(models["identity_nchw"], provider="cuda")
+    finally:
+        logger.removeHandler(caplog.handler)
     assert engine.providers == ["CPUExecutionProvider"]
     assert "not available" in caplog.text
 
