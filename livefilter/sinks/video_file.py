@@ -29,10 +29,16 @@ VIDEO_ENCODERS = {
 }
 AUDIO_ENCODERS = {"webm": ["libopus", "opus", "libvorbis", "vorbis"], "default": ["aac"]}
 ENCODER_OPTIONS = {
-    "libx264": {"preset": "veryfast", "crf": "18"},
+    "libx264": {"preset": "veryfast", "crf": "18", "bf": "0"},
     "libvpx-vp9": {"deadline": "good", "cpu-used": "5", "row-mt": "1", "crf": "30", "b": "0"},
     "libvpx": {"deadline": "good", "cpu-used": "5", "crf": "10", "b": "2M"},
     "mpeg4": {"qscale": "3"},
+}
+# Fragmented MP4/MOV (a fragment about every second): whatever happens to the process (crash,
+# power loss, disk full), the file on disk stays playable up to the last complete fragment.
+CONTAINER_OPTIONS = {
+    "mp4": {"movflags": "+frag_keyframe+empty_moov+default_base_moof+negative_cts_offsets", "frag_duration": "1000000"},
+    "mov": {"movflags": "+frag_keyframe+empty_moov+default_base_moof+negative_cts_offsets", "frag_duration": "1000000"},
 }
 AUDIO_LEAD = 0.25  # seconds of audio muxed ahead of the video, so players start with both
 
@@ -105,6 +111,7 @@ class VideoFileSink:
         except OSError as exc:
             raise LivefilterError(f"cannot write to {self.path.parent}: {exc.strerror or exc}") from None
         self._container = None
+        self._file = None
         self._video = None
         self._tb: Fraction | None = None
         self._audio_in = None
@@ -129,7 +136,11 @@ class VideoFileSink:
         even = (width + width % 2, height + height % 2)
         if even != (width, height):
             log.warning("%dx%d is odd; padding to %dx%d for the encoder", width, height, *even)
-        self._container = av.open(str(self.tmp), "w", format=self.format)
+        # Through a Python file object, so write errors (disk full, file too large) raise at
+        # once instead of being swallowed by FFmpeg's buffered I/O until the end.
+        self._file = open(self.tmp, "wb")
+        self._container = av.open(self._file, "w", format=self.format,
+                                  options=CONTAINER_OPTIONS.get(self.format, {}))
         codec = pick_encoder(VIDEO_ENCODERS.get(self.format, VIDEO_ENCODERS["default"]))
         rate = Fraction(self.fps).limit_denominator(100000) if self.fps else None
         stream = self._container.add_stream(codec, rate=rate, options=ENCODER_OPTIONS.get(codec, {}))
@@ -208,9 +219,13 @@ class VideoFileSink:
         out.pts = pts
         out.time_base = self._tb
         seconds = float(pts * self._tb)
-        self._mux_audio_until(seconds + AUDIO_LEAD)
-        for packet in self._video.encode(out):
-            self._container.mux(packet)
+        try:
+            self._mux_audio_until(seconds + AUDIO_LEAD)
+            for packet in self._video.encode(out):
+                self._container.mux(packet)
+        except OSError as exc:
+            raise LivefilterError(f"writing {self.path} failed after {self.frames_written} frames: "
+                                  f"{exc.strerror or exc}") from None
         self.frames_written += 1
         if self.frames_written > 1:
             self._frame_duration = max(1e-4, seconds - self._last_seconds)
@@ -286,8 +301,11 @@ class VideoFileSink:
                 self._mux_audio_until(None if self._complete else self._last_seconds + self._frame_duration)
                 self._finish_audio()
         finally:
-            self._container.close()
-            self._container = None
+            try:
+                self._container.close()
+            finally:
+                self._container = None
+                self._file.close()
             if self._audio_in is not None:
                 self._audio_in.close()
                 self._audio_in = None
@@ -298,29 +316,50 @@ class VideoFileSink:
             return
         self._closed = True
         if self.frames_written == 0:
-            self.tmp.unlink(missing_ok=True)
+            self._discard()
             return
         try:
             self._finalise()
-        except Exception as exc:
-            self.tmp.unlink(missing_ok=True)
-            raise LivefilterError(f"could not finish {self.path}: {exc}") from None
+        except OSError as exc:
+            self._closed = False
+            kept = self.abort()
+            where = f"; the {self.frames_written} frames converted are in {kept}" if kept else ""
+            raise LivefilterError(f"could not finish {self.path}: {exc.strerror or exc}{where}") from None
         os.replace(self.tmp, self.path)
 
     def abort(self) -> Path | None:
-        """The run failed: finish what was written as <name>.partial<ext>, never under the final name."""
+        """The run failed: keep what was written as <name>.partial<ext>, never under the final name.
+
+        Fragmented MP4/MOV and Matroska stay playable up to the last complete fragment even
+        when finishing the file fails too (disk full), so the partial file is kept either way.
+        """
         if self._closed:
             return None
         self._closed = True
         if self.frames_written == 0:
-            self.tmp.unlink(missing_ok=True)
+            self._discard()
             return None
         try:
             self._finalise()
-        except Exception:
-            self.tmp.unlink(missing_ok=True)
-            return None
+        except Exception as exc:
+            log.debug("finishing %s failed: %s", self.tmp, exc)
+            if self._file is not None:
+                self._file.close()
         partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
-        os.replace(self.tmp, partial)
-        log.warning("kept the %d frames written so far in %s", self.frames_written, partial)
+        try:
+            os.replace(self.tmp, partial)
+        except OSError:
+            return None
+        log.warning("kept the %d frames converted before the failure in %s", self.frames_written, partial)
         return partial
+
+    def _discard(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:
+                pass
+            self._container = None
+        if self._file is not None:
+            self._file.close()
+        self.tmp.unlink(missing_ok=True)
