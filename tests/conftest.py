@@ -133,9 +133,10 @@ def draw_frame(i: int, width: int, height: int) -> np.ndarray:
     """Moving shapes on a gradient: enough structure for encoders and motion."""
     import cv2
 
-    yy, xx = np.mgrid[0:height, 0:width]
-    img = np.stack([(xx * 255 // max(1, width - 1)), (yy * 255 // max(1, height - 1)),
-                    np.full_like(xx, (i * 7) % 256)], axis=-1).astype(np.uint8)
+    img = np.empty((height, width, 3), np.uint8)
+    img[:, :, 0] = (np.arange(width) * 255 // max(1, width - 1)).astype(np.uint8)[None, :]
+    img[:, :, 1] = (np.arange(height) * 255 // max(1, height - 1)).astype(np.uint8)[:, None]
+    img[:, :, 2] = (i * 7) % 256
     cx = int((i * 5) % max(1, width))
     cv2.circle(img, (cx, height // 2), max(2, height // 6), (0, 0, 255), -1)
     cv2.rectangle(img, (width // 4, (i * 3) % max(1, height)), (width // 4 + width // 6, (i * 3) % max(1, height) + 8),
@@ -145,7 +146,8 @@ def draw_frame(i: int, width: int, height: int) -> np.ndarray:
 
 def make_clip(path: Path, frames: int = 45, width: int = 161, height: int = 120,
               rate: Fraction = Fraction(30000, 1001), audio: bool = True,
-              pts_list: list[int] | None = None, codec: str | None = None) -> Path:
+              pts_list: list[int] | None = None, codec: str | None = None,
+              pix_fmt: str | None = None, video: bool = True) -> Path:
     """Write a synthetic clip with PyAV: moving shapes, optional 440 Hz sine audio.
 
     Odd sizes need a codec without 4:2:0 chroma: FFV1 in .mkv by default.
@@ -156,12 +158,14 @@ def make_clip(path: Path, frames: int = 45, width: int = 161, height: int = 120,
     path = Path(path)
     container = av.open(str(path), "w")
     vcodec = codec or ("ffv1" if path.suffix == ".mkv" else "libx264")
-    video = container.add_stream(vcodec, rate=rate)
-    video.width, video.height = width, height
-    video.pix_fmt = "yuv420p" if vcodec in ("libx264", "mpeg4") else "yuv444p"
     tb = Fraction(1, 90000) if pts_list is not None else 1 / rate
-    video.codec_context.time_base = tb
-    video.time_base = tb
+    vstream = None
+    if video:
+        vstream = container.add_stream(vcodec, rate=rate)
+        vstream.width, vstream.height = width, height
+        vstream.pix_fmt = pix_fmt or ("yuv420p" if vcodec in ("libx264", "mpeg4") else "yuv444p")
+        vstream.codec_context.time_base = tb
+        vstream.time_base = tb
     astream = None
     if audio:
         astream = container.add_stream("aac", rate=48000)
@@ -170,11 +174,12 @@ def make_clip(path: Path, frames: int = 45, width: int = 161, height: int = 120,
     duration = (pts_list[-1] * tb + 1 / rate) if pts_list is not None else frames / rate
     total_samples = int(duration * sample_rate)
     for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(draw_frame(i, width, height), format="bgr24")
-        frame.pts = pts_list[i] if pts_list is not None else i
-        frame.time_base = tb
-        for packet in video.encode(frame):
-            container.mux(packet)
+        if vstream is not None:
+            frame = av.VideoFrame.from_ndarray(draw_frame(i, width, height), format="bgr24")
+            frame.pts = pts_list[i] if pts_list is not None else i
+            frame.time_base = tb
+            for packet in vstream.encode(frame):
+                container.mux(packet)
         if astream is not None:
             until = min(total_samples, int((i + 1) / frames * total_samples))
             while samples_done + 1024 <= until or (i == frames - 1 and samples_done < total_samples):
@@ -187,12 +192,27 @@ def make_clip(path: Path, frames: int = 45, width: int = 161, height: int = 120,
                 samples_done += n
                 for packet in astream.encode(aframe):
                     container.mux(packet)
-    for packet in video.encode(None):
+    for packet in (vstream.encode(None) if vstream is not None else []):
         container.mux(packet)
     if astream is not None:
         for packet in astream.encode(None):
             container.mux(packet)
     container.close()
+    return path
+
+
+def set_mp4_rotation(path: Path, clockwise: int) -> Path:
+    """Write a display matrix into an MP4's track header, as phones do for portrait video."""
+    import struct
+
+    matrices = {90: (0, 0x10000, 0, -0x10000, 0, 0), 180: (-0x10000, 0, 0, 0, -0x10000, 0),
+                270: (0, -0x10000, 0, 0x10000, 0, 0)}
+    identity = struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    data = bytearray(path.read_bytes())
+    at = data.find(identity, data.find(b"tkhd"))
+    assert at > 0, "no track header matrix found"
+    data[at:at + 36] = struct.pack(">9i", *matrices[clockwise], 0, 0, 0x40000000)
+    path.write_bytes(bytes(data))
     return path
 
 
