@@ -113,14 +113,15 @@ def load_clip(path: str | Path, seconds: float | None = 3.0, max_width: int = 64
 def temporal_rows(
     inputs: Sequence[np.ndarray],
     filtered: Sequence[np.ndarray],
-    configs: Sequence[tuple[str, float]],
+    configs: Sequence[tuple],
     pairs: Sequence[PairFlow] | None = None,
 ) -> list[dict]:
     """Replay each (mode, strength) over the same filtered frames; score flicker and fidelity.
 
     Rows carry E_warp of the output, the same figure for the input clip and for the per-frame
     output (blending off), the reduction against per-frame, PSNR against the per-frame output
-    (pooled and worst frame) and the stage's own cost in ms per frame.
+    (pooled and worst frame) and the stage's own cost in ms per frame. A config is
+    ``(mode, strength)`` or ``(mode, strength, options)`` with stage options for sweeps.
     """
     if len(inputs) < 2:
         raise LivefilterError("flicker needs a clip of at least two frames")
@@ -128,8 +129,10 @@ def temporal_rows(
     floor = warping_error(inputs, inputs, pairs)
     per_frame = warping_error(inputs, filtered, pairs)
     rows = []
-    for mode, strength in configs:
-        stage = make_temporal(mode, strength)
+    for config in configs:
+        mode, strength = config[0], config[1]
+        options = dict(config[2]) if len(config) > 2 else {}
+        stage = make_temporal(mode, strength, **options)
         outputs = []
         elapsed = 0.0
         for src, out in zip(inputs, filtered):
@@ -141,6 +144,7 @@ def temporal_rows(
         rows.append({
             "mode": mode,
             "strength": strength,
+            **({"options": options} if options else {}),
             "e_warp": e,
             "e_warp_input": floor,
             "e_warp_per_frame": per_frame,
