@@ -1,0 +1,134 @@
+"""The student generator: all work at 1/4 and 1/8 resolution, built for a 2-core CPU.
+
+Pixel-unshuffle folds each 4x4 patch into channels, so the picture's fine detail (where line art
+lives) reaches the network without any full-resolution convolution; depthwise-separable residual
+blocks do the work cheaply; a small 1/8 branch widens the view for shading and palette; the
+head predicts a whole 4x4 patch per position and pixel-shuffle unfolds it. Fully convolutional:
+any H, W that is a multiple of 8 works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MULTIPLE = 8
+
+
+@dataclass
+class StudentConfig:
+    c1: int = 48  # channels at 1/4 resolution
+    c2: int = 96  # channels at 1/8 resolution
+    n_enc: int = 2  # residual blocks at 1/4 before going down
+    n_mid: int = 4  # residual blocks at 1/8
+    n_dec: int = 2  # residual blocks at 1/4 after coming back
+    stem3x3: bool = True  # dense 3x3 stem on the unshuffled patches (sharper line pickup)
+    head3x3: bool = True  # dense 3x3 head (smooth seams between predicted 4x4 patches)
+
+
+class DSBlock(nn.Module):
+    """x + pw(dw(relu(pw(dw(x))))): two depthwise-separable convs with a skip."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.dw1 = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.pw1 = nn.Conv2d(c, c, 1)
+        self.dw2 = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.pw2 = nn.Conv2d(c, c, 1)
+        nn.init.zeros_(self.pw2.weight)  # start as identity: deep residual stacks train calmly
+        nn.init.zeros_(self.pw2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.pw1(self.dw1(x)))
+        return x + self.pw2(self.dw2(y))
+
+
+class Student(nn.Module):
+    """RGB [-1, 1] NCHW -> RGB [-1, 1] NCHW, same size (H, W multiples of 8)."""
+
+    def __init__(self, cfg: StudentConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or StudentConfig()
+        self.cfg = cfg
+        c1, c2 = cfg.c1, cfg.c2
+        if cfg.stem3x3:
+            self.stem = nn.Conv2d(48, c1, 3, padding=1)
+        else:
+            self.stem = nn.Conv2d(48, c1, 1)
+        self.enc = nn.Sequential(*[DSBlock(c1) for _ in range(cfg.n_enc)])
+        self.down = nn.Conv2d(4 * c1, c2, 1)  # after pixel-unshuffle(2)
+        self.mid = nn.Sequential(*[DSBlock(c2) for _ in range(cfg.n_mid)])
+        self.up = nn.Conv2d(c2, 4 * c1, 1)  # before pixel-shuffle(2)
+        self.dec = nn.Sequential(*[DSBlock(c1) for _ in range(cfg.n_dec)])
+        if cfg.head3x3:
+            self.head = nn.Conv2d(c1, 48, 3, padding=1)
+        else:
+            self.head = nn.Conv2d(c1, 48, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.relu(self.stem(F.pixel_unshuffle(x, 4)))
+        e = self.enc(s)
+        m = F.relu(self.down(F.pixel_unshuffle(e, 2)))
+        m = self.mid(m)
+        u = F.pixel_shuffle(self.up(m), 2)
+        d = self.dec(F.relu(e + u))
+        return torch.tanh(F.pixel_shuffle(self.head(d), 4))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def export_onnx(model: Student, path: Path, extra_meta: dict[str, str] | None = None) -> None:
+    """ONNX opset 17, dynamic H and W, batch 1, with the facts the runtime engine reads."""
+    import onnx
+
+    model = model.eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.onnx")
+    dummy = torch.zeros(1, 3, 64, 64)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact here
+        warnings.simplefilter("ignore")
+        _export(model, dummy, tmp)
+    m = onnx.load(str(tmp))
+    meta = {
+        "livefilter.multiple": str(MULTIPLE),
+        "livefilter.layout": "NCHW",
+        "livefilter.range": "-1,1",
+        "livefilter.color": "RGB",
+        "livefilter.arch": json_config(model.cfg),
+    }
+    meta.update(extra_meta or {})
+    del m.metadata_props[:]
+    for k, v in meta.items():
+        entry = m.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(m)
+    onnx.save(m, str(tmp))
+    tmp.replace(path)
+
+
+def json_config(cfg: StudentConfig) -> str:
+    import json
+
+    return json.dumps(asdict(cfg), sort_keys=True)
+
+
+def _export(model: nn.Module, dummy: torch.Tensor, tmp: Path) -> None:
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(tmp),
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_axes={"input": {2: "height", 3: "width"}, "output": {2: "height", 3: "width"}},
+        opset_version=17,
+        do_constant_folding=True,
+        dynamo=False,
+    )
