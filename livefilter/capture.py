@@ -205,8 +205,11 @@ class CameraSource:
     """A webcam through OpenCV, asking for MJPG and a one-frame buffer to keep latency low.
 
     If the camera stops delivering, the last good picture is repeated (so previews and virtual
-    cameras keep running) while the camera is reopened about once a second.
+    cameras keep running) while the camera is reopened about once a second; meanwhile
+    ``notice`` says so (the pipeline shows it on sinks that can display a banner).
     """
+
+    LOST_NOTICE = "camera lost - reconnecting"
 
     live = True
 
@@ -234,6 +237,7 @@ class CameraSource:
         self._t0 = time.monotonic()
         self._index = 0
         self._lost_since: float | None = None
+        self.notice: str | None = None
         self._next_retry = 0.0
         self._pending_first = True
 
@@ -269,6 +273,11 @@ class CameraSource:
 
     def _grab(self) -> np.ndarray:
         """A fresh picture, or the last good one while the camera is lost."""
+        image = self._grab_or_repeat()
+        self.notice = self.LOST_NOTICE if self._lost_since is not None else None
+        return image
+
+    def _grab_or_repeat(self) -> np.ndarray:
         import cv2
 
         if self._cap is not None:

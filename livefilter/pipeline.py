@@ -3,6 +3,8 @@
 Live sources must never fall behind: the queue holds 1-2 frames and the oldest is dropped when
 the model is slower than the camera. Files must never lose a frame: the capture thread blocks
 until there is room (back-pressure), which also keeps memory flat on long clips.
+A source may expose ``notice`` (e.g. "camera lost - reconnecting"); sinks with
+``show_notice(text)`` get it whenever it changes.
 Shutdown is the same for every ending (end of source, error, a sink's StopPipeline, Ctrl-C or
 ``stop_event``): the capture thread is joined, then the source and every sink are closed.
 """
@@ -24,6 +26,8 @@ from livefilter.sinks import StopPipeline
 log = logging.getLogger("livefilter")
 
 _END = object()  # the source has ended
+STALL_SECONDS = 2.0  # live source silent this long after its first frame: treat as lost
+STALL_NOTICE = "camera lost - waiting for it to come back"
 
 
 @dataclass
@@ -99,20 +103,64 @@ class _Capture(threading.Thread):
 
 
 
+class _Notices:
+    """Live runs: tell sinks when the camera is lost and keep them alive while it is.
+
+    The notice comes from the source's ``notice`` attribute (a camera that repeats its last
+    picture while reconnecting) or from the pipeline itself when a live source has delivered
+    nothing for ``stall_seconds`` (a read that blocks). Sinks with ``show_notice(text)`` get
+    every change; sinks with ``idle()`` are called while nothing arrives, so a preview stays
+    responsive and a virtual camera keeps sending the last picture.
+    """
+
+    def __init__(self, source, sinks: list, stall_seconds: float) -> None:
+        self.source, self.sinks, self.stall_seconds = source, sinks, stall_seconds
+        self.shown: str | None = None
+        self.last_frame: float | None = None
+
+    def _update(self, text: str | None) -> None:
+        if text == self.shown:
+            return
+        self.shown = text
+        if text:
+            log.warning("%s", text)
+        for sink in self.sinks:
+            show = getattr(sink, "show_notice", None)
+            if show is not None:
+                show(text)
+
+    def frame_arrived(self) -> None:
+        self.last_frame = time.monotonic()
+        self._update(getattr(self.source, "notice", None))
+
+    def waiting(self) -> None:
+        """Called whenever the queue stayed empty for a while."""
+        if self.last_frame is None or time.monotonic() - self.last_frame < self.stall_seconds:
+            return
+        self._update(getattr(self.source, "notice", None) or STALL_NOTICE)
+        for sink in self.sinks:
+            idle = getattr(sink, "idle", None)
+            if idle is not None:
+                idle()
+
+
 def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: bool,
         queue_size: int = 2, stop_event: threading.Event | None = None,
-        progress: Callable[[Frame], None] | None = None) -> RunStats:
+        progress: Callable[[Frame], None] | None = None,
+        stall_seconds: float = STALL_SECONDS) -> RunStats:
     """Run until the source ends, a sink raises StopPipeline, Ctrl-C, or ``stop_event`` is set.
 
     Errors from the source, ``process`` or a sink are re-raised after the clean shutdown;
     a sink with ``abort()`` gets that call instead of ``close()`` so it can keep its partial
     output aside. Ctrl-C and ``stop_event`` are not errors: ``stats.interrupted`` says so.
+    Live runs show a "camera lost" notice on sinks that support it (see `_Notices`).
     """
     sinks = list(sinks)
     stop = stop_event if stop_event is not None else threading.Event()
     stats = RunStats()
     frames: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
     capture = _Capture(source, frames, live, stop, stats)
+    notices = _Notices(source, sinks, stall_seconds) if live else None
     error: BaseException | None = None
     started = time.monotonic()
     capture.start()
@@ -124,6 +172,8 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
             try:
                 item = frames.get(timeout=0.1)
             except queue.Empty:
+                if notices is not None:
+                    notices.waiting()
                 continue
             if item is _END:
                 for sink in sinks:
@@ -133,6 +183,8 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
                 break
             if isinstance(item, _Failed):
                 raise item.error
+            if notices is not None:
+                notices.frame_arrived()
             out = process(item)
             for sink in sinks:
                 sink.write(out)

@@ -11,6 +11,7 @@ import pytest
 from conftest import CLIPS, make_clip, probe
 from livefilter.capture import CameraSource, FileSource, PacedFileSource, _upright
 from livefilter.errors import LivefilterError
+from livefilter.frames import Frame
 
 
 def read_all(source):
@@ -91,3 +92,93 @@ def test_missing_camera_is_one_clear_error():
 def test_mpeg_program_stream_reads_every_frame():
     frames = read_all(FileSource(CLIPS / "lipnet_grid_bbaf2n.mpg"))
     assert len(frames) == probe(CLIPS / "lipnet_grid_bbaf2n.mpg")["frames"]
+
+
+class FakeCapture:
+    """Stands in for cv2.VideoCapture: delivers frames until ``unplugged`` is set."""
+
+    world = {"unplugged": False, "opened": 0, "settings": {}}
+
+    def __init__(self, spec):
+        self.spec = spec
+        FakeCapture.world["opened"] += 1
+
+    def isOpened(self):
+        return not FakeCapture.world["unplugged"]
+
+    def set(self, prop, value):
+        FakeCapture.world["settings"][prop] = value
+        return True
+
+    def get(self, prop):
+        return 30.0
+
+    def read(self):
+        if FakeCapture.world["unplugged"]:
+            return False, None
+        return True, np.full((24, 32, 3), 77, np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_camera_requests_mjpg_small_buffer_and_survives_unplugging(monkeypatch):
+    import cv2
+
+    FakeCapture.world.update(unplugged=False, opened=0, settings={})
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    camera = CameraSource(0, fps=100)
+    settings = FakeCapture.world["settings"]
+    assert settings[cv2.CAP_PROP_BUFFERSIZE] == 1
+    assert settings[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
+    assert camera.live and camera.size == (32, 24)
+    assert camera.read().image.mean() == 77 and camera.notice is None
+    FakeCapture.world["unplugged"] = True
+    lost = [camera.read() for _ in range(3)]  # last good picture, no exception, no busy loop
+    assert all(f is not None and f.image.mean() == 77 for f in lost)
+    assert "lost" in camera.notice
+    FakeCapture.world["unplugged"] = False
+    camera._next_retry = 0.0  # do not wait the 1 s retry interval in a test
+    back = camera.read()
+    assert back.image.mean() == 77 and camera.notice is None
+    assert FakeCapture.world["opened"] >= 2  # it reconnected
+    camera.close()
+
+
+def test_pipeline_passes_camera_notice_to_sinks():
+    from livefilter.pipeline import run
+
+    class NoticeSource:
+        live, fps, size = True, 30.0, (4, 4)
+
+        def __init__(self):
+            self.i = 0
+            self.notice = None
+
+        def read(self):
+            time.sleep(0.05)  # a camera's pace: the pipeline sees each state
+            self.i += 1
+            if self.i > 6:
+                return None
+            self.notice = "camera 0 lost - reconnecting" if 3 <= self.i <= 4 else None
+            return Frame(np.zeros((4, 4, 3), np.uint8), time.monotonic(), index=self.i)
+
+        def close(self):
+            pass
+
+    class NoticeSink:
+        def __init__(self):
+            self.notices = []
+
+        def write(self, frame):
+            pass
+
+        def show_notice(self, text):
+            self.notices.append(text)
+
+        def close(self):
+            pass
+
+    sink = NoticeSink()
+    run(NoticeSource(), lambda f: f, [sink], live=True, queue_size=8)
+    assert sink.notices and "lost" in sink.notices[0] and sink.notices[-1] is None
