@@ -176,6 +176,9 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
                     notices.waiting()
                 continue
             if item is _END:
+                if stop.is_set():  # the capture thread ended because we asked it to
+                    stats.interrupted = True
+                    break
                 for sink in sinks:
                     ended = getattr(sink, "end_of_stream", None)
                     if ended is not None:
