@@ -197,7 +197,10 @@ class _GracefulStop:
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, _frame: object) -> None:
-        if self.stop.is_set():
+        # Count presses ourselves: the pipeline sets ``stop`` too when the source ends, and a
+        # single Ctrl-C while the finished file is being written must not quit at once.
+        if self.signal_name is not None:
+            print("\nlivefilter: quitting at once", file=sys.stderr, flush=True)
             os._exit(EXIT_INTERRUPTED)
         self.signal_name = signal.Signals(signum).name
         self.stop.set()
@@ -252,6 +255,11 @@ def cmd_video(args: argparse.Namespace) -> int:
     if source.corrupt_packets:
         log.warning("%d corrupt video packets were skipped", source.corrupt_packets)
     done = stats.frames_written
+    if total and not stats.interrupted and done + max(1, total // 100) < total:
+        # Matroska and MPEG-TS resync silently over damage, and a cut file just ends early:
+        # the header's frame count is the only hint the user would otherwise never get.
+        log.warning("only %d of the %d frames the input announces could be read: "
+                    "truncated or damaged input?", done, total)
     if stats.interrupted:
         of = f" of {total}" if total else ""
         print(f"livefilter: interrupted at frame {done}{of}; {out_path} holds the {done} frames "
