@@ -119,6 +119,11 @@ class Engine:
                                                 providers=provider_names(provider))
         except Exception as exc:  # onnxruntime raises several unrelated types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "INVALID_PROTOBUF" in first or "No graph was found" in first or self.path.stat().st_size == 0:
+                # Say what the file should have been: the raw message only says "Protobuf".
+                raise LivefilterError(f"cannot load model {self.path}: not a valid ONNX file "
+                                      f"(truncated or damaged download?); expected an ONNX image generator "
+                                      f"(RGB in [-1, 1], NCHW or NHWC)") from None
             raise LivefilterError(f"cannot load model {self.path}: {first[:200]}") from None
         self.providers = self.session.get_providers()
         self._check_io()
