@@ -126,3 +126,27 @@ def test_real_clips(models, tmp_path, kind):
     assert convert(models, src, out, "--resolution", "32", "--temporal", "off") == 0
     result = assert_same_timing_and_audio(src, out)
     assert result["audio"], "source audio must be kept"
+
+
+def test_falls_back_to_another_encoder_when_libx264_is_missing(models, synthetic_clip, tmp_path,
+                                                                monkeypatch, caplog):
+    import logging
+
+    from livefilter.sinks import video_file
+
+    real = video_file._available
+    monkeypatch.setattr(video_file, "_available",
+                        lambda name: name not in ("libx264", "h264", "libopenh264") and real(name))
+    logger = logging.getLogger("livefilter")
+    logger.addHandler(caplog.handler)
+    try:
+        out = tmp_path / "fallback.mp4"
+        assert convert(models, synthetic_clip, out) == 0
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "libx264 is not available" in caplog.text and "mpeg4" in caplog.text
+    import av
+
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "mpeg4"
+    assert_same_timing_and_audio(synthetic_clip, out)
