@@ -85,15 +85,29 @@ class PairFlow:
 
 
 class FlowEstimator:
-    """DIS optical flow (MEDIUM preset by default) on grey input frames, forward and backward."""
+    """Optical flow on grey input frames, forward and backward.
 
-    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> None:
-        self._dis = cv2.DISOpticalFlow_create(preset)
+    ``method="dis"`` (the standard here) is OpenCV DIS with the given preset (MEDIUM).
+    ``method="farneback"`` is an independent cross-check: a temporal stage that itself uses
+    DIS flow might agree with a DIS-based metric more than with the truth, so its gain should
+    also hold when the metric's flow comes from a different algorithm.
+    """
+
+    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, method: str = "dis") -> None:
+        if method not in ("dis", "farneback"):
+            raise ValueError(f"unknown flow method {method!r}")
+        self.method = method
+        self._dis = cv2.DISOpticalFlow_create(preset) if method == "dis" else None
+
+    def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self._dis is not None:
+            return self._dis.calc(a, b, None)
+        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 5, 7, 1.5, 0)
 
     def pair(self, input_t: np.ndarray, input_t1: np.ndarray) -> PairFlow:
         a, b = _grey(input_t), _grey(input_t1)
-        forward = self._dis.calc(a, b, None)
-        backward = self._dis.calc(b, a, None)
+        forward = self._flow(a, b)
+        backward = self._flow(b, a)
         return PairFlow(forward, non_occluded_mask(forward, backward))
 
 

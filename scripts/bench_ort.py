@@ -33,11 +33,15 @@ VARIANTS: dict[str, dict] = {
     "default_nospin": {"spin": False},
     "threads2_extended": {"threads": 2, "opt": "extended"},
     "threads2_basic": {"threads": 2, "opt": "basic"},
+    "threads2_nospin_cv1": {"threads": 2, "spin": False, "cv_threads": 1},
+    "threads1_cv1": {"threads": 1, "cv_threads": 1},
 }
 
 
 def session_for(path: Path, threads: int | None = None, spin: bool | None = None,
-                opt: str | None = None, optimized_path: Path | None = None):
+                opt: str | None = None, optimized_path: Path | None = None,
+                cv_threads: int | None = None):
+    """A session with the given options; ``cv_threads`` is applied by the caller (OpenCV)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -93,9 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(model, resolution=args.resolution)
     live_args = argparse.Namespace(temporal=args.temporal, strength=args.strength)
     results: dict[str, list[dict]] = {n: [] for n in names}
+    import cv2
+
+    cv_default = cv2.getNumThreads()
     for r in range(args.rounds):
         for name in names:
-            engine.session = session_for(model, **VARIANTS[name])
+            import cv2
+
+            variant = VARIANTS[name]
+            cv2.setNumThreads(variant.get("cv_threads", cv_default))
+            engine.session = session_for(model, **variant)
             alone = bench._time_engine(engine, picture, warmup=5, seconds=2.0, min_runs=10)
             row = {"round": r, "variant": name, "model_ms": alone["ms_median"],
                    "model_ms_p90": alone["ms_p90"], "load": bench._load()}

@@ -135,3 +135,9 @@ def test_warping_error_rejects_mismatched_lengths() -> None:
     frames = _sliding(n=3)
     with pytest.raises(ValueError):
         warping_error(frames, frames[:2])
+
+
+def test_farneback_cross_check_agrees_on_translation() -> None:
+    frames = _sliding()
+    pairs = input_pairs(frames, FlowEstimator(method="farneback"))
+    assert warping_error(frames, frames, pairs) < 0.05 * _naive_error(frames)
