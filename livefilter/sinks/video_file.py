@@ -104,6 +104,7 @@ class VideoFileSink:
         self.size = size
         self.audio = audio
         self.frames_written = 0
+        self.audio_packets_skipped = 0
         self.tmp = self.path.with_name(f".{self.path.name}.livefilter-partial")
         try:
             with open(self.tmp, "wb"):
@@ -265,7 +266,15 @@ class VideoFileSink:
             if packet.dts is None:
                 return  # the muxer cannot place it; happens only for damaged packets
             packet.stream = self._audio_out
-            self._container.mux(packet)
+            try:
+                self._container.mux(packet)
+            except av.error.ArgumentError as exc:
+                # Damaged source audio (timestamps going backwards, bad sizes): the muxer
+                # refuses the packet. Lose that packet, not the whole conversion.
+                self.audio_packets_skipped += 1
+                if self.audio_packets_skipped == 1:
+                    log.warning("skipping damaged audio packets from %s (%s)", self.template.name,
+                                str(exc).split(":")[0])
             return
         try:
             frames = packet.decode()
