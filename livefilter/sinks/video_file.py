@@ -166,6 +166,11 @@ class VideoFileSink:
             source.close()
             return
         a_in = source.streams.audio[0]
+        if a_in.codec_context is None:  # damaged header: the codec cannot even be identified
+            log.warning("the audio of %s is unreadable (unknown codec); converting without audio",
+                        self.template.name)
+            source.close()
+            return
         name = a_in.codec_context.name
         supported = self._container.supported_codecs
         if name in supported or (a_in.codec and a_in.codec.name in supported):
