@@ -26,6 +26,9 @@ from conftest import make_clip
 from faultkit import cli_env, decodable, mutate
 
 CASES = 24
+# Seeds that once broke a conversion (found by a longer run of the same mutations), kept as
+# regression cases: damaged audio packets the muxer refused; an audio stream with no codec.
+REGRESSIONS = [(5109, ".mkv"), (5153, ".mkv"), (9104, ".mp4"), (9323, ".mkv")]
 PER_CASE_SECONDS = 30.0  # generous: two shared cores, and the suite runs other things too
 
 
@@ -59,11 +62,10 @@ def fuzz_cases(tmp_path_factory) -> tuple[Path, list[dict]]:
     seeds = {".mp4": make_clip(root / "seed.mp4", frames=30, width=64, height=48),
              ".mkv": make_clip(root / "seed.mkv", frames=30, width=64, height=48, codec="libx264")}
     cases = []
-    for i in range(CASES):
-        ext = ".mp4" if i % 2 == 0 else ".mkv"
-        rng = np.random.default_rng(1000 + i)
-        data, kind = mutate(seeds[ext].read_bytes(), rng)
-        name = f"case{i:02d}_{kind}{ext}"
+    plan = [(1000 + i, ".mp4" if i % 2 == 0 else ".mkv") for i in range(CASES)] + REGRESSIONS
+    for seed, ext in plan:
+        data, kind = mutate(seeds[ext].read_bytes(), np.random.default_rng(seed))
+        name = f"seed{seed}_{kind}{ext}"
         (root / name).write_bytes(data)
         cases.append({"name": name, "kind": kind, "input": str(root / name),
                       "output": str(root / f"out_{name}.mp4")})
