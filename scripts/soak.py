@@ -1,0 +1,286 @@
+#!/usr/bin/env python
+"""Long-run check for the live path: does a meeting-length run keep memory flat and latency steady?
+
+A file played at its own frame rate and looped stands in for the webcam (`PacedFileSource`),
+the real engine and temporal stage filter it, and the frames go to the real virtual camera
+sink on a pyvirtualcam backend that discards them (no device needed), plus optionally a
+recording. Every ``--interval`` seconds one sample is printed: resident memory (RSS), frames
+shown and dropped, capture-to-sink latency percentiles over that interval.
+
+    python scripts/soak.py --minutes 30 --model weights/hayao.onnx      # by hand: 30 min, a sample a minute
+    python scripts/soak.py --seconds 6 --interval 1 --model tiny.onnx    # short mode (the test suite)
+
+Verdict: RSS growth from the first sample (after warm-up) to the largest later one must stay
+under ``--max-growth-mb`` (20 MB, the issue's bound); exit 1 otherwise. Latency is reported,
+not judged: it depends on the machine; compare the first and last samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from livefilter.errors import LivefilterError  # noqa: E402
+
+NULL_BACKEND = "livefilter-soak-null"
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MB (Linux /proc; elsewhere the peak from getrusage)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def make_clip(path: Path, seconds: float = 10.0, size: tuple[int, int] = (640, 360), fps: int = 30) -> Path:
+    """A looping stand-in camera: a face-sized moving disc and text on a gradient, no audio."""
+    import av
+    import cv2
+
+    w, h = size
+    base = np.zeros((h, w, 3), np.uint8)
+    base[:, :, 0] = np.linspace(40, 200, w, dtype=np.uint8)[None, :]
+    base[:, :, 1] = np.linspace(60, 180, h, dtype=np.uint8)[:, None]
+    base[:, :, 2] = 120
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "23"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(int(seconds * fps)):
+            image = base.copy()
+            t = i / fps
+            centre = (int(w / 2 + w / 5 * np.sin(t)), int(h / 2 + h / 8 * np.cos(1.3 * t)))
+            cv2.circle(image, centre, h // 4, (150, 180, 230), -1)
+            cv2.putText(image, f"{t:5.2f}", (10, h - 20), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def register_null_camera() -> None:
+    """A pyvirtualcam backend that accepts and drops frames: the sink's own work stays measured."""
+    import pyvirtualcam
+
+    class NullCamera:
+        def __init__(self, *, width, height, fps, fourcc, device, **_):
+            self.sent = 0
+
+        def send(self, frame: np.ndarray) -> None:
+            self.sent += 1
+
+        def close(self) -> None:
+            pass
+
+        def device(self) -> str:
+            return "null"
+
+        def native_fourcc(self):
+            return None
+
+    pyvirtualcam.register_backend(NULL_BACKEND, NullCamera)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def soak(args: argparse.Namespace) -> dict:
+    from dataclasses import replace
+
+    from livefilter.capture import PacedFileSource
+    from livefilter.engine import Engine, resolve_model
+    from livefilter.pipeline import run
+    from livefilter.sinks.virtualcam import VirtualCameraSink
+    from livefilter.temporal import make_temporal
+
+    duration = args.seconds if args.seconds is not None else args.minutes * 60
+    interval = args.interval if args.interval is not None else (60.0 if args.seconds is None else 1.0)
+    workdir = tempfile.TemporaryDirectory(prefix="livefilter-soak-")
+    clip = Path(args.clip) if args.clip else make_clip(Path(workdir.name) / "camera.mp4")
+    engine = Engine(resolve_model(args.model or args.style), resolution=args.resolution, threads=args.threads)
+    temporal = make_temporal(args.temporal, args.strength) if args.temporal != "off" else None
+
+    def process(frame):
+        out = engine(frame.image)
+        if temporal is not None:
+            out = temporal(frame.image, out)
+        return replace(frame, image=out, original=frame.image)
+
+    register_null_camera()
+    meter = Meter()
+    sinks = [VirtualCameraSink(args.size[0], args.size[1], fps=30, backend=NULL_BACKEND)]
+    if args.record:
+        from livefilter.sinks.video_file import VideoFileSink
+
+        sinks.append(VideoFileSink(args.record, fps=30, overwrite=True))
+    sinks.append(meter)  # last: latency is capture -> every sink done
+    source = CountingSource(PacedFileSource(clip, loop=True))
+    stop = threading.Event()
+    samples: list[dict] = []
+    started = time.monotonic()
+
+    def sampler() -> None:
+        while not stop.wait(interval):
+            latencies, shown = meter.take()
+            read = source.take()
+            sample = {
+                "t": round(time.monotonic() - started, 1),
+                "rss_mb": round(rss_mb(), 1),
+                "frames": shown,
+                "dropped": max(0, read - shown),
+                "fps": round(shown / interval, 1),
+                "latency_p50_ms": _ms(percentile(latencies, 50)),
+                "latency_p95_ms": _ms(percentile(latencies, 95)),
+            }
+            samples.append(sample)
+            print(json.dumps(sample), flush=True)
+            if time.monotonic() - started >= duration:
+                stop.set()
+
+    watcher = threading.Thread(target=sampler, name="soak-sampler", daemon=True)
+    watcher.start()
+    try:
+        stats = run(source, process, sinks, live=True, queue_size=1, stop_event=stop)
+    finally:
+        stop.set()
+        watcher.join(timeout=interval + 5)
+        workdir.cleanup()
+    return summarise(samples, stats, args.max_growth_mb, engine.describe())
+
+
+class Meter:
+    """A sink that only measures: frames and capture-to-here latency since the last sample."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latencies: list[float] = []
+
+    def write(self, frame) -> None:
+        with self._lock:
+            self._latencies.append(time.monotonic() - frame.capture_time)
+
+    def take(self) -> tuple[list[float], int]:
+        with self._lock:
+            latencies, self._latencies = self._latencies, []
+        return latencies, len(latencies)
+
+    def close(self) -> None:
+        pass
+
+
+class CountingSource:
+    """Wraps a source to count frames read (read - shown = dropped by the live queue)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.live, self.fps, self.size = inner, inner.live, inner.fps, inner.size
+        self._lock = threading.Lock()
+        self._read = 0
+
+    def read(self):
+        frame = self.inner.read()
+        if frame is not None:
+            with self._lock:
+                self._read += 1
+        return frame
+
+    def take(self) -> int:
+        with self._lock:
+            count, self._read = self._read, 0
+        return count
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def summarise(samples: list[dict], stats, limit_mb: float, model: str) -> dict:
+    if not samples:
+        raise LivefilterError("no samples taken: run longer than one interval")
+    first = samples[0]["rss_mb"]
+    growth = max(s["rss_mb"] for s in samples) - first
+    p50 = [s["latency_p50_ms"] for s in samples if s["latency_p50_ms"] is not None]
+    return {
+        "model": model,
+        "samples": samples,
+        "seconds": round(stats.elapsed, 1),
+        "frames_shown": stats.frames_written,
+        "frames_dropped": stats.frames_dropped,
+        "rss_first_mb": first,
+        "rss_last_mb": samples[-1]["rss_mb"],
+        "rss_growth_mb": round(growth, 1),
+        "latency_p50_first_ms": p50[0] if p50 else None,
+        "latency_p50_last_ms": p50[-1] if p50 else None,
+        "latency_p50_max_ms": max(p50) if p50 else None,
+        "max_growth_mb": limit_mb,
+        "ok": growth < limit_mb,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--minutes", type=float, default=30.0, help="full run length (default 30)")
+    length.add_argument("--seconds", type=float, default=None, help="short mode: run this many seconds")
+    parser.add_argument("--interval", type=float, default=None,
+                        help="seconds between samples (default 60; 1 in short mode)")
+    parser.add_argument("--style", default="hayao")
+    parser.add_argument("--model", help="generator .onnx instead of a style")
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--temporal", default="flow", help="off, ema, motion, flow (default flow)")
+    parser.add_argument("--strength", type=float, default=0.8)
+    parser.add_argument("--clip", help="video to loop as the camera (default: a generated 640x360 clip)")
+    parser.add_argument("--size", type=lambda s: tuple(int(v) for v in s.split("x")), default=(1280, 720),
+                        help="virtual camera size WxH (default 1280x720)")
+    parser.add_argument("--record", help="also record to this file (checks the file sink over time)")
+    parser.add_argument("--max-growth-mb", type=float, default=20.0)
+    parser.add_argument("--json", help="write the summary (with every sample) here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        summary = soak(args)
+    except LivefilterError as exc:
+        print(f"soak: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1))
+    brief = {k: v for k, v in summary.items() if k != "samples"}
+    print(json.dumps(brief), flush=True)
+    verdict = "OK" if summary["ok"] else "FAIL"
+    print(f"soak: {verdict}: RSS {summary['rss_first_mb']} -> {summary['rss_last_mb']} MB "
+          f"(max growth {summary['rss_growth_mb']} MB, limit {summary['max_growth_mb']}), "
+          f"latency p50 {summary['latency_p50_first_ms']} -> {summary['latency_p50_last_ms']} ms, "
+          f"{summary['frames_shown']} frames shown, {summary['frames_dropped']} dropped", file=sys.stderr)
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
