@@ -260,7 +260,7 @@ def bench_model(args: argparse.Namespace, image: np.ndarray, quick: bool) -> lis
     default = int(args.resolution)
     others = args.resolutions if args.resolutions is not None else list(OTHER_RESOLUTIONS)
     resolutions = [default] if quick else sorted({default, *others})
-    warmup, seconds, min_runs = (2, 0.0, 3) if quick else (5, 2.0, 10)
+    warmup, seconds, min_runs = (2, 0.0, 3) if quick else (3, 2.0, 5)
     rows: list[dict] = []
     students = [("student", student)]
     if not quick and not getattr(args, "model", None):

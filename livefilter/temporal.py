@@ -157,7 +157,7 @@ class MotionGated:
         strength: float,
         low: float = 3.0,
         high: float = 12.0,
-        short_side: int = 90,
+        short_side: int = 180,
         blur: float = 1.0,
     ) -> None:
         self.strength = strength
