@@ -215,6 +215,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="seconds of the clip scored for flicker (default 3)")
     g.add_argument("--strengths", type=_csv_floats, default=None, metavar="S,S",
                    help="strengths per temporal mode for the flicker table (default 0.5,0.7,0.8,0.9)")
+    g.add_argument("--queue-size", type=int, default=2,
+                   help="live queue length in frames (the pipeline drops the oldest; default 2)")
     g.add_argument("--skip", action="append", choices=SECTIONS, default=[],
                    help="leave a section out (repeatable)")
     g.add_argument("--quick", action="store_true", help="a few seconds in all: for smoke tests")
@@ -338,7 +340,8 @@ def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> 
     timer = threading.Timer(seconds, stop.set)
     timer.start()
     try:
-        stats = run_pipeline(source, _process(engine, temporal), [sink], live=True, stop_event=stop)
+        stats = run_pipeline(source, _process(engine, temporal), [sink], live=True, stop_event=stop,
+                             queue_size=int(getattr(args, "queue_size", 2)))
     finally:
         timer.cancel()
     times = [t for t, _ in sink.trace]
@@ -351,6 +354,7 @@ def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> 
         "size": f"{source.size[0]}x{source.size[1]}",
         "temporal": getattr(args, "temporal", DEFAULT_MODE),
         "strength": getattr(args, "strength", DEFAULT_STRENGTH),
+        "queue_size": int(getattr(args, "queue_size", 2)),
         "seconds": stats.elapsed,
         "frames_read": stats.frames_read,
         "frames_written": stats.frames_written,
@@ -519,6 +523,8 @@ def draw_plot(result: dict, path: str | Path) -> None:
                 cv2.circle(canvas, p, 4, colours[mode], -1, cv2.LINE_AA)
         for i, mode in enumerate(MODES):
             cv2.putText(canvas, mode, (1100, 60 + 18 * i), font, 0.45, colours[mode], 1, cv2.LINE_AA)
+    else:
+        cv2.putText(canvas, "flicker section not run", (720, 240), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     if not cv2.imwrite(str(path), canvas):
         raise LivefilterError(f"cannot write plot to {path}")
 
