@@ -191,8 +191,9 @@ def make_process(engine, args: argparse.Namespace) -> Callable[[Frame], Frame]:
 class _GracefulStop:
     """First Ctrl-C (or SIGTERM) asks the pipeline to stop and finish the file; a second exits at once."""
 
-    def __init__(self, stop: threading.Event, message: str) -> None:
-        self.stop, self.message = stop, message
+    def __init__(self, stop: threading.Event, message: str,
+                 on_quit: Callable[[], str | None] | None = None) -> None:
+        self.stop, self.message, self.on_quit = stop, message, on_quit
         self.signal_name: str | None = None
         self._previous: dict[int, object] = {}
 
@@ -200,7 +201,13 @@ class _GracefulStop:
         # Count presses ourselves: the pipeline sets ``stop`` too when the source ends, and a
         # single Ctrl-C while the finished file is being written must not quit at once.
         if self.signal_name is not None:
-            print("\nlivefilter: quitting at once", file=sys.stderr, flush=True)
+            note = None
+            if self.on_quit is not None:
+                try:
+                    note = self.on_quit()
+                except Exception:  # quitting must not fail
+                    pass
+            print(f"\nlivefilter: quitting at once{'; ' + note if note else ''}", file=sys.stderr, flush=True)
             os._exit(EXIT_INTERRUPTED)
         self.signal_name = signal.Signals(signum).name
         self.stop.set()
@@ -247,7 +254,11 @@ def cmd_video(args: argparse.Namespace) -> int:
     bar = tqdm(total=total, unit="frame", desc=src_path.name, dynamic_ncols=True, disable=None,
                leave=False)
     try:
-        with _GracefulStop(stop, "stopping: finishing the file with what is done") as guard:
+        def salvage() -> str | None:
+            kept = sink.salvage()
+            return f"what was written so far is in {kept}" if kept else None
+
+        with _GracefulStop(stop, "stopping: finishing the file with what is done", salvage) as guard:
             stats = run(source, process, [sink], live=False, queue_size=4, stop_event=stop,
                         progress=lambda _frame: bar.update(1))
     finally:

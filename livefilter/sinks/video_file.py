@@ -367,6 +367,27 @@ class VideoFileSink:
         log.warning("kept the %d frames converted before the failure in %s", self.frames_written, partial)
         return partial
 
+    def salvage(self) -> Path | None:
+        """Quitting at once (second Ctrl-C): no time to finish the file, but do not leave it
+        hidden either: move what is on disk to <name>.partial<ext>. Fragmented MP4/MOV and
+        Matroska play up to the last complete fragment. Safe to call from a signal handler."""
+        try:
+            if self._file is not None:
+                self._file.flush()
+        except Exception:  # the main thread may be inside a write on the same file
+            pass
+        if not self.tmp.exists():
+            return None
+        if self.frames_written == 0:
+            self.tmp.unlink(missing_ok=True)
+            return None
+        partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        try:
+            os.replace(self.tmp, partial)
+        except OSError:
+            return None
+        return partial
+
     def _discard(self) -> None:
         if self._container is not None:
             try:
