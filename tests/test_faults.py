@@ -95,12 +95,13 @@ def test_second_ctrl_c_quits_at_once(monkeypatch, capsys):
     exits: list[int] = []
     monkeypatch.setattr(cli.os, "_exit", exits.append)
     stop = threading.Event()
-    guard = cli._GracefulStop(stop, "stopping: finishing the file")
+    guard = cli._GracefulStop(stop, "stopping: finishing the file", lambda: "kept in x.partial.mp4")
     guard._handle(signal.SIGINT, None)
     assert stop.is_set() and exits == []
     assert "press Ctrl-C again to quit at once" in capsys.readouterr().err
     guard._handle(signal.SIGINT, None)
     assert exits == [130]
+    assert "quitting at once; kept in x.partial.mp4" in capsys.readouterr().err
 
 
 def test_one_ctrl_c_after_a_normal_end_still_finishes_the_file(monkeypatch):
@@ -138,9 +139,13 @@ def test_second_sigint_in_a_real_process_exits_at_once(models, clips, tmp_path):
     assert "Traceback" not in err
     if "interrupted at frame" in err:  # the clean stop won the race: then the file is complete
         assert decodable(out)["frames"] > 0
-    else:  # quit at once: nothing under the final name
+    else:  # quit at once: nothing under the final name, and nothing left hidden either
         assert "quitting at once" in err
-        assert not out.exists()
+        assert not out.exists() and not partial.exists()
+        kept = out.with_name("twice.partial.mp4")
+        if kept.exists():
+            assert str(kept) in err
+            decodable(kept)  # opens without error; frames up to the last complete fragment
 
 
 # === 2. never overwrite by accident ============================================================
