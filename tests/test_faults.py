@@ -148,6 +148,25 @@ def test_second_sigint_in_a_real_process_exits_at_once(models, clips, tmp_path):
             decodable(kept)  # opens without error; frames up to the last complete fragment
 
 
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_live_run_with_recording_stops_cleanly_on_signal(models, clips, tmp_path, sig, code):
+    """`livefilter camera` (a looped file as the camera) recording to a file: the signal ends
+    the run with its summary line and a finished, playable recording."""
+    record = tmp_path / "rec.mp4"
+    cmd = cli_command("camera", "--source", clips["short"], "--loop", "--no-preview", "--record", record,
+                      "--model", models["tiny"], "--resolution", "32", "--temporal", "off")
+    proc = _start_and_wait(cmd, tmp_path / ".rec.mp4.livefilter-partial", settle=1.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    summary = next(l for l in err.splitlines() if "frames shown" in l)
+    shown = int(summary.split("livefilter: ")[1].split()[0])
+    assert shown > 0
+    assert decodable(record)["frames"] == shown
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.mp4"]
+
+
 # === 2. never overwrite by accident ============================================================
 def test_existing_output_is_refused_and_untouched(models, clips, tmp_path):
     out = tmp_path / "mine.mp4"
