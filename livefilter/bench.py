@@ -55,9 +55,26 @@ def make_synthetic_clip(path: str | Path, seconds: float = 4.0, size: tuple[int,
 
     w, h = size
     rng = np.random.default_rng(seed)
-    background = rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)
+    # A room-like background: smooth colour field, a few furniture-like blocks, fine texture.
+    background = rng.integers(40, 220, (6, 10, 3), dtype=np.uint8)
     background = cv2.resize(background, (w, h), interpolation=cv2.INTER_CUBIC)
-    background = cv2.addWeighted(background, 0.6, np.full_like(background, 90), 0.4, 0)
+    for _ in range(6):
+        x, y = int(rng.integers(0, w - 80)), int(rng.integers(0, h - 60))
+        colour = tuple(int(c) for c in rng.integers(30, 230, 3))
+        cv2.rectangle(background, (x, y), (x + int(rng.integers(40, 160)), y + int(rng.integers(30, 120))),
+                      colour, -1)
+    grain = cv2.resize(rng.normal(0, 10, (h // 2, w // 2, 3)), (w, h), interpolation=cv2.INTER_LINEAR)
+    background = np.clip(background + grain, 0, 255).astype(np.uint8)
+    # The head carries its own texture so that optical flow (and the flicker metric) can
+    # follow it, as it can follow a real face.
+    hw, hh = 130, 170
+    skin = rng.integers(0, 256, (hh // 6, hw // 6, 3), dtype=np.uint8)
+    skin = cv2.resize(skin, (hw, hh), interpolation=cv2.INTER_CUBIC)
+    skin = cv2.addWeighted(skin, 0.35, np.full_like(skin, (120, 160, 210)), 0.65, 0)
+    cv2.circle(skin, (hw // 2 - 22, hh // 2 - 15), 8, (40, 40, 40), -1)
+    cv2.circle(skin, (hw // 2 + 22, hh // 2 - 15), 8, (40, 40, 40), -1)
+    head_mask = np.zeros((hh, hw), np.uint8)
+    cv2.ellipse(head_mask, (hw // 2, hh // 2), (hw // 2 - 4, hh // 2 - 4), 0, 0, 360, 255, -1)
     path = Path(path)
     codec = pick_encoder(["libx264", "h264", "mpeg4"])
     with av.open(str(path), "w") as container:
@@ -71,11 +88,12 @@ def make_synthetic_clip(path: str | Path, seconds: float = 4.0, size: tuple[int,
             img = background.copy()
             cx = int(w / 2 + w * 0.18 * np.sin(2 * np.pi * t / 3.0))
             cy = int(h / 2 + h * 0.05 * np.sin(2 * np.pi * t / 1.5))
-            cv2.ellipse(img, (cx, cy), (60, 80), 10 * np.sin(t), 0, 360, (120, 160, 210), -1)
-            cv2.circle(img, (cx - 22, cy - 15), 8, (40, 40, 40), -1)
-            cv2.circle(img, (cx + 22, cy - 15), 8, (40, 40, 40), -1)
+            x0, y0 = cx - hw // 2, cy - hh // 2
+            face = skin.copy()
             mouth = int(6 + 6 * abs(np.sin(2 * np.pi * t * 2)))
-            cv2.ellipse(img, (cx, cy + 35), (20, mouth), 0, 0, 360, (60, 50, 150), -1)
+            cv2.ellipse(face, (hw // 2, hh // 2 + 35), (20, mouth), 0, 0, 360, (60, 50, 150), -1)
+            region = img[y0:y0 + hh, x0:x0 + hw]
+            region[head_mask > 0] = face[head_mask > 0]
             noise = rng.normal(0, 2.0, img.shape)
             img = np.clip(img + noise, 0, 255).astype(np.uint8)
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
