@@ -408,7 +408,11 @@ def cmd_camera(args: argparse.Namespace) -> int:
         timer.daemon = True
         timer.start()
     try:
-        with _GracefulStop(stop, "stopping") as guard:
+        def salvage() -> str | None:
+            kept = [str(path) for sink in sinks if hasattr(sink, "salvage") and (path := sink.salvage())]
+            return f"the recording so far is in {', '.join(kept)}" if kept else None
+
+        with _GracefulStop(stop, "stopping", salvage) as guard:
             stats = run(source, process, sinks, live=True, queue_size=1, stop_event=stop)
     finally:
         if timer is not None:
