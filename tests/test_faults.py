@@ -167,6 +167,22 @@ def test_live_run_with_recording_stops_cleanly_on_signal(models, clips, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.mp4"]
 
 
+def test_salvage_moves_the_unfinished_file_beside_the_target(tmp_path):
+    """What the second Ctrl-C calls: no finishing, just never leave the work hidden."""
+    from livefilter.sinks.video_file import VideoFileSink
+
+    sink = VideoFileSink(tmp_path / "out.mp4", fps=30)
+    for i in range(45):  # more than one 1-second fragment
+        sink.write(Frame(np.full((48, 64, 3), i * 5, np.uint8), 0.0, pts=i, time_base=Fraction(1, 30), index=i))
+    kept = sink.salvage()
+    assert kept == tmp_path / "out.partial.mp4"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.partial.mp4"]
+    assert decodable(kept)["frames"] >= 30  # complete fragments play without the file being finished
+    empty = VideoFileSink(tmp_path / "nothing.mp4", fps=30)
+    assert empty.salvage() is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.partial.mp4"]
+
+
 # === 2. never overwrite by accident ============================================================
 def test_existing_output_is_refused_and_untouched(models, clips, tmp_path):
     out = tmp_path / "mine.mp4"
