@@ -501,10 +501,14 @@ def _odd_input(kind: str, clips: dict[str, Path], root: Path) -> Path:
         return make_clip(root / "ten.mp4", frames=6, width=64, height=48, pix_fmt="yuv420p10le")
     if kind == "rotated":
         return set_mp4_rotation(make_clip(root / "phone.mp4", frames=6, width=64, height=48), 90)
+    if kind == "vfr":  # a phone's variable frame rate: gaps of 1, 3 and 5 frame times
+        return make_clip(root / "vfr.mp4", frames=8, width=64, height=48, pts_list=VFR_PTS)
     if kind == "huge_8k":
         return make_clip(root / "8k.mp4", frames=1, width=7680, height=4320, audio=False)
     raise ValueError(kind)
 
+
+VFR_PTS = [0, 3003, 12012, 15015, 30030, 33033, 36036, 51051]  # 1/90000 s
 
 # kind -> expected: ("ok", frames, (w, h)) or ("refused", text in the error line)
 ODD_INPUTS = {
@@ -519,6 +523,7 @@ ODD_INPUTS = {
     "grayscale": ("ok", 6, (64, 48)),
     "10bit": ("ok", 6, (64, 48)),
     "rotated": ("ok", 6, (48, 64)),  # turned upright: portrait, no rotation flag needed
+    "vfr": ("ok", 8, (64, 48)),
     "huge_8k": ("ok", 1, (7680, 4320)),
 }
 
@@ -542,6 +547,8 @@ def test_odd_and_damaged_input(models, clips, tmp_path, kind):
     else:  # damaged: converted as far as it decodes, and the user is told
         assert 0 < got["frames"] < 90
         assert "warning" in result.stderr, result.stderr
+    if kind == "vfr":
+        assert [round(t * 90000) for t in got["seconds"]] == VFR_PTS
     assert not list(tmp_path.glob(".*livefilter-partial"))
 
 
@@ -582,10 +589,12 @@ def test_rotation_metadata_respected(models, tmp_path, clockwise):
 
 
 # === 5. model faults ===========================================================================
-@pytest.mark.parametrize("kind", ["truncated", "empty", "text", "folder"])
+@pytest.mark.parametrize("kind", ["missing", "truncated", "empty", "text", "folder"])
 def test_broken_model_file_is_one_line_naming_it(models, clips, tmp_path, kind):
     model = tmp_path / "style.onnx"
-    if kind == "truncated":
+    if kind == "missing":
+        pass
+    elif kind == "truncated":
         model.write_bytes(models["tiny"].read_bytes()[:3000])
     elif kind == "empty":
         model.write_bytes(b"")
@@ -595,7 +604,9 @@ def test_broken_model_file_is_one_line_naming_it(models, clips, tmp_path, kind):
         model.mkdir()
     result = run_cli(*convert_args(clips["short"], tmp_path / "out.mp4", model))
     line = assert_clean_refusal(result, str(model))
-    if kind != "folder":
+    if kind in ("missing", "folder"):
+        assert "model file not found" in line
+    else:
         assert "not a valid ONNX file" in line and "expected an ONNX image generator" in line
     assert not (tmp_path / "out.mp4").exists()
 
