@@ -197,18 +197,20 @@ def build_cache(
     return done
 
 
-def cache_jobs(train: list[Source], seed: int = 0) -> list[tuple[Source, Variant]]:
+def cache_jobs(train: list[Source], seed: int = 0, passes: int = 4) -> list[tuple[Source, Variant]]:
     """Teacher work in priority order: every picture once at short side 256 first, then
-    jittered and larger-scale variants, so training can start on a complete first pass."""
+    jittered and other-scale variants, so training can start on a complete first pass."""
     rng = random.Random(seed)
     order = list(train)
     rng.shuffle(order)
-    jobs = [(s, Variant(256, 0)) for s in order]
-    jobs += [(s, Variant(256, 1)) for s in order]
     photos = [s for s in order if s.origin == "photo"]
-    jobs += [(s, Variant(320, 0)) for s in photos]
-    jobs += [(s, Variant(224, 2)) for s in order]
-    return jobs
+    plan = [
+        [(s, Variant(256, 0)) for s in order],
+        [(s, Variant(256, 1)) for s in order],
+        [(s, Variant(320, 0)) for s in photos],
+        [(s, Variant(224, 2)) for s in order],
+    ]
+    return [job for chunk in plan[:passes] for job in chunk]
 
 
 def cached_pairs(cache_dir: Path) -> list[tuple[Path, Path]]:

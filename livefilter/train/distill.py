@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--threads", type=int, default=2, help="torch threads for training")
     p.add_argument("--cache-workers", type=int, default=1, help="background teacher processes (0: cache built elsewhere)")
+    p.add_argument("--cache-passes", type=int, default=4,
+                   help="teacher variants per picture: 1 = short side 256, 2 = + colour jitter, 3 = + 320 (photos), 4 = + 224 jittered")
+    p.add_argument("--cache-only", action="store_true", help="fill the teacher cache (in this process) and stop")
     p.add_argument("--min-pairs", type=int, default=48, help="cached pairs needed before training starts")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--c1", type=int, default=StudentConfig.c1)
@@ -241,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cdir = teacher_cache_dir(cache_root, args.teacher)
     workers = []
-    jobs = D.cache_jobs(train_src, seed=args.seed)
+    jobs = D.cache_jobs(train_src, seed=args.seed, passes=args.cache_passes)
+    if args.cache_only:
+        n = D.build_cache(args.teacher, jobs, cdir, threads=args.threads, log=log)
+        log(f"cache complete: {n} new teacher outputs in {cdir}")
+        return 0
     for i in range(args.cache_workers):
         pr = mp.get_context("spawn").Process(target=_cache_worker, args=(args.teacher, jobs[i::args.cache_workers], cdir), daemon=True)
         pr.start()

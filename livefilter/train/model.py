@@ -76,7 +76,7 @@ class Student(nn.Module):
         m = F.relu(self.down(F.pixel_unshuffle(e, 2)))
         m = self.mid(m)
         u = F.pixel_shuffle(self.up(m), 2)
-        d = self.dec(F.relu(e + u))
+        d = self.dec(e + u)  # no ReLU here: a negative-going branch must not silence the skip
         return torch.tanh(F.pixel_shuffle(self.head(d), 4))
 
 

@@ -1,0 +1,111 @@
+"""Static int8 QDQ quantisation of a student, calibrated on real frames, and its verdict.
+
+The int8 file is worth shipping only if it is faster on this CPU and loses < 0.5 dB against the
+fp32 student, so this measures both and says which:
+  python -m livefilter.train.quantize --model weights/hayao.onnx --teacher T.onnx --photos DIR... --out /tmp/hayao.int8.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from . import data as D
+from .fidelity import psnr
+from .teacher import OnnxGenerator
+
+
+class FrameReader(CalibrationDataReader):
+    """Feeds real pictures at the runtime's internal size (short side 256, multiple of 8)."""
+
+    def __init__(self, files: list[Path], input_name: str, short: int = 256) -> None:
+        self.items = []
+        for f in files:
+            rgb = D.crop_multiple(D.resize_short(D.read_rgb(f), short), 8)
+            x = rgb.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
+            self.items.append({input_name: np.ascontiguousarray(x)})
+        self.it = iter(self.items)
+
+    def get_next(self):
+        return next(self.it, None)
+
+
+def quantize(model: Path, out: Path, calib_files: list[Path]) -> None:
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
+    name = onnx.load(str(pre)).graph.input[0].name
+    quantize_static(
+        str(pre), str(out), FrameReader(calib_files, name),
+        quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+    )
+    # keep the runtime's metadata on the int8 file
+    src, q = onnx.load(str(model)), onnx.load(str(out))
+    del q.metadata_props[:]
+    for p in src.metadata_props:
+        e = q.metadata_props.add()
+        e.key, e.value = p.key, p.value
+    onnx.save(q, str(out))
+    pre.unlink(missing_ok=True)
+
+
+def compare(fp32: Path, int8: Path, teacher: Path, files: list[Path], threads: int = 2, repeats: int = 15) -> dict:
+    """PSNR of each against the teacher on held-out pictures, and interleaved timing at 256x448."""
+    a, b = OnnxGenerator(fp32, threads=threads), OnnxGenerator(int8, threads=threads)
+    t = OnnxGenerator(teacher, threads=threads)
+    pa, pb = [], []
+    for f in files:
+        x = D.resize_short(D.read_rgb(f), 256)
+        y = t(x)
+        pa.append(psnr(a(x), y))
+        pb.append(psnr(b(x), y))
+    x = np.random.default_rng(0).uniform(-1, 1, (256, 448, 3)).astype(np.float32)
+    ta, tb = [], []
+    for g in (a, b):
+        g.run_float(x)
+    for _ in range(repeats):  # interleaved so background load hits both alike
+        t0 = time.perf_counter()
+        a.run_float(x)
+        ta.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        b.run_float(x)
+        tb.append(time.perf_counter() - t0)
+    fp32_ms, int8_ms = 1000 * float(np.median(ta)), 1000 * float(np.median(tb))
+    fa, fb = float(np.mean(pa)), float(np.mean(pb))
+    return {"fp32_ms": round(fp32_ms, 2), "int8_ms": round(int8_ms, 2),
+            "fp32_psnr_vs_teacher": round(fa, 2), "int8_psnr_vs_teacher": round(fb, 2),
+            "fp32_bytes": fp32.stat().st_size, "int8_bytes": int8.stat().st_size,
+            "ship_int8": bool(int8_ms < fp32_ms and fa - fb < 0.5)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--teacher", required=True, type=Path)
+    p.add_argument("--photos", nargs="+", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--calib", type=int, default=32, help="training photos used for calibration")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    for f in (args.model, args.teacher):
+        if not f.is_file():
+            print(f"quantize: error: no such model: {f}", file=sys.stderr)
+            return 2
+    train, held = D.split_photos(args.photos)
+    calib = [s.path for s in train][:: max(1, len(train) // args.calib)][: args.calib]
+    quantize(args.model, args.out, calib)
+    res = compare(args.model, args.out, args.teacher, [s.path for s in held], args.threads)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
