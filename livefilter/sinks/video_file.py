@@ -166,9 +166,12 @@ class VideoFileSink:
             source.close()
             return
         a_in = source.streams.audio[0]
-        if a_in.codec_context is None:  # damaged header: the codec cannot even be identified
-            log.warning("the audio of %s is unreadable (unknown codec); converting without audio",
-                        self.template.name)
+        ctx = a_in.codec_context
+        if ctx is None or not ctx.sample_rate or not ctx.channels:
+            # Damaged header: codec, sample rate or channels unknown. The muxer would refuse the
+            # stream (and with it the whole file), so the video is converted without it.
+            log.warning("the audio of %s is unreadable (%s); converting without audio", self.template.name,
+                        "unknown codec" if ctx is None else "no sample rate or channels")
             source.close()
             return
         name = a_in.codec_context.name
