@@ -1,4 +1,5 @@
-"""Fuzz: mutated copies of a small clip must give a playable output or one clean error line.
+"""Fuzz: mutated copies of small clips (MP4, MKV, MOV, MPEG-TS) must give a playable output
+or one clean error line.
 
 Each case is damaged in a seeded, reproducible way (bit flips, zeroed or random blocks,
 truncation, duplicated or deleted ranges, header damage; see faultkit.mutate). To keep ~24
@@ -28,7 +29,9 @@ from faultkit import cli_env, decodable, mutate
 CASES = 24
 # Seeds that once broke a conversion (found by a longer run of the same mutations), kept as
 # regression cases: damaged audio packets the muxer refused; an audio stream with no codec.
-REGRESSIONS = [(5109, ".mkv"), (5153, ".mkv"), (9104, ".mp4"), (9323, ".mkv")]
+# An MPEG-TS cut short, whose audio header lost its sample rate: the muxer refused the file.
+REGRESSIONS = [(5109, ".mkv"), (5153, ".mkv"), (9104, ".mp4"), (9323, ".mkv"), (20228, ".ts")]
+CONTAINERS = [".mp4", ".mkv", ".mov", ".ts"]
 PER_CASE_SECONDS = 30.0  # generous: two shared cores, and the suite runs other things too
 
 
@@ -59,10 +62,10 @@ def drive(spec_path: str) -> None:
 @pytest.fixture(scope="module")
 def fuzz_cases(tmp_path_factory) -> tuple[Path, list[dict]]:
     root = tmp_path_factory.mktemp("fuzz")
-    seeds = {".mp4": make_clip(root / "seed.mp4", frames=30, width=64, height=48),
-             ".mkv": make_clip(root / "seed.mkv", frames=30, width=64, height=48, codec="libx264")}
+    seeds = {ext: make_clip(root / f"seed{ext}", frames=30, width=64, height=48, codec="libx264")
+             for ext in CONTAINERS}
     cases = []
-    plan = [(1000 + i, ".mp4" if i % 2 == 0 else ".mkv") for i in range(CASES)] + REGRESSIONS
+    plan = [(1000 + i, CONTAINERS[i % len(CONTAINERS)]) for i in range(CASES)] + REGRESSIONS
     for seed, ext in plan:
         data, kind = mutate(seeds[ext].read_bytes(), np.random.default_rng(seed))
         name = f"seed{seed}_{kind}{ext}"
