@@ -362,7 +362,7 @@ class VideoFileSink:
             log.debug("finishing %s failed: %s", self.tmp, exc)
             if self._file is not None:
                 self._file.close()
-        partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        partial = self._partial_name()
         try:
             os.replace(self.tmp, partial)
         except OSError:
@@ -384,12 +384,21 @@ class VideoFileSink:
         if self.frames_written == 0:
             self.tmp.unlink(missing_ok=True)
             return None
-        partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        partial = self._partial_name()
         try:
             os.replace(self.tmp, partial)
         except OSError:
             return None
         return partial
+
+    def _partial_name(self) -> Path:
+        """<name>.partial<ext>, or .partial-2, -3, ... so an earlier partial file is never replaced."""
+        candidate = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        n = 2
+        while candidate.exists():
+            candidate = self.path.with_name(f"{self.path.stem}.partial-{n}{self.path.suffix}")
+            n += 1
+        return candidate
 
     def _discard(self) -> None:
         if self._container is not None:
