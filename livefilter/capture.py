@@ -23,6 +23,10 @@ log = logging.getLogger("livefilter")
 
 
 def _first_line(exc: BaseException) -> str:
+    """A short reason: FFmpeg's own words ("Invalid data found ...") without errno and call names."""
+    reason = getattr(exc, "strerror", None)
+    if reason:
+        return str(reason)
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
