@@ -95,13 +95,6 @@ def decodable(path: Path) -> dict:
     return info
 
 
-def first_frame(path: Path) -> np.ndarray:
-    import av
-
-    with av.open(str(path)) as container:
-        return next(container.decode(video=0)).to_ndarray(format="bgr24")
-
-
 # --- damaging media ---------------------------------------------------------------------
 def garbage_in_middle(data: bytes, size: int, seed: int = 0) -> bytes:
     out = bytearray(data)

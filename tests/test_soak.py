@@ -11,7 +11,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 from faultkit import REPO, cli_env
