@@ -40,6 +40,8 @@ def open_input(path: str | Path):
         raise LivefilterError(f"input not found: {path}")
     if path.is_dir():
         raise LivefilterError(f"input is a folder, expected a video file: {path}")
+    if not path.is_file():  # a pipe or device: size and seeking mean nothing, and reads may block
+        raise LivefilterError(f"input is not a regular file (pipe or device): {path}")
     if path.stat().st_size == 0:
         raise LivefilterError(f"input is empty (0 bytes): {path}")
     try:
