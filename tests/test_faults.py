@@ -553,6 +553,19 @@ def test_odd_and_damaged_input(models, clips, tmp_path, kind):
     assert not list(tmp_path.glob(".*livefilter-partial"))
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_pipe_or_device_as_input_is_refused_without_blocking(models, tmp_path, kind):
+    if kind == "fifo":
+        src = tmp_path / "pipe.mp4"
+        os.mkfifo(src)  # nobody writes to it: opening it for reading would block forever
+    else:
+        src = Path("/dev/zero")
+        if not src.exists():
+            pytest.skip("no /dev/zero")
+    result = run_cli(*convert_args(src, tmp_path / "out.mp4", models["tiny"]), timeout=30)
+    assert_clean_refusal(result, "not a regular file", str(src))
+
+
 def test_corrupt_packets_are_counted(models, clips, tmp_path):
     src = tmp_path / "garbage.mp4"
     src.write_bytes(garbage_in_middle(clips["long_mp4"].read_bytes(), 3000))
