@@ -292,6 +292,8 @@ def _image_jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
         return [(p, dst / p.name) for p in files]
     if not src.exists():
         raise LivefilterError(f"input not found: {src}")
+    if not src.is_file():  # reading a pipe with no writer would block forever
+        raise LivefilterError(f"input is not a regular file (pipe or device): {src}")
     if dst.is_dir():
         return [(src, dst / src.name)]
     return [(src, dst)]
