@@ -564,6 +564,8 @@ def test_pipe_or_device_as_input_is_refused_without_blocking(models, tmp_path, k
             pytest.skip("no /dev/zero")
     result = run_cli(*convert_args(src, tmp_path / "out.mp4", models["tiny"]), timeout=30)
     assert_clean_refusal(result, "not a regular file", str(src))
+    result = run_cli("image", src, tmp_path / "out.png", "--model", models["tiny"], timeout=30)
+    assert_clean_refusal(result, "not a regular file", str(src))
 
 
 def test_corrupt_packets_are_counted(models, clips, tmp_path):
