@@ -32,7 +32,7 @@ import numpy as np
 MODES = ("off", "ema", "motion", "flow")
 # Chosen from the sweep on real talking-head clips recorded in docs/temporal.md.
 DEFAULT_MODE = "flow"
-DEFAULT_STRENGTH = 0.8
+DEFAULT_STRENGTH = 0.9
 
 
 class Temporal(Protocol):
