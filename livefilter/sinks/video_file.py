@@ -367,7 +367,9 @@ class VideoFileSink:
             os.replace(self.tmp, partial)
         except OSError:
             return None
-        log.warning("kept the %d frames converted before the failure in %s", self.frames_written, partial)
+        # Not "N frames": when the disk filled up, the last fragment may be cut and not play.
+        log.warning("kept what was written before the failure (up to frame %d) in %s",
+                    self.frames_written, partial)
         return partial
 
     def salvage(self) -> Path | None:
