@@ -121,9 +121,12 @@ class _Notices:
     def _update(self, text: str | None) -> None:
         if text == self.shown:
             return
+        # A source with its own notice logs its own losses; only the pipeline's stall is logged here.
+        if text == STALL_NOTICE:
+            log.warning("no picture from the source for %.0f s; %s", self.stall_seconds, text)
+        elif self.shown == STALL_NOTICE:
+            log.warning("pictures are arriving again")
         self.shown = text
-        if text:
-            log.warning("%s", text)
         for sink in self.sinks:
             show = getattr(sink, "show_notice", None)
             if show is not None:
