@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import build_generator, make_clip, probe, set_mp4_rotation
+from conftest import make_clip, probe, set_mp4_rotation
 from faultkit import (assert_clean_refusal, assert_no_traceback, cli_command, cli_env, decodable,
                       garbage_in_middle, run_cli)
 from livefilter.capture import FileSource
@@ -121,12 +121,11 @@ def test_one_ctrl_c_after_a_normal_end_still_finishes_the_file(monkeypatch):
 
 def test_second_sigint_in_a_real_process_exits_at_once(models, clips, tmp_path):
     """Two SIGINTs: exit 130 quickly, and never a half file under the final name."""
-    slow = build_generator(tmp_path / "slower.onnx", depth=10, width=48, tanh=True)
     out = tmp_path / "twice.mp4"
     partial = tmp_path / ".twice.mp4.livefilter-partial"
-    cmd = cli_command("video", clips["interrupt"], out, "--model", slow, "--resolution", "160",
+    cmd = cli_command("video", clips["interrupt"], out, "--model", models["slow"], "--resolution", "120",
                       "--temporal", "off", "--threads", "1")
-    proc = _start_and_wait(cmd, partial, settle=1.0)
+    proc = _start_and_wait(cmd, partial, settle=0.5)
     proc.send_signal(signal.SIGINT)
     # Wait for the "stopping" line: the first press has been handled; press again at once.
     first = ""
