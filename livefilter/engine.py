@@ -111,6 +111,11 @@ class Engine:
         self.resolution = resolution
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # No busy-waiting worker threads: the filter shares the CPU with the capture thread,
+        # the encoder and the video-call app. Measured on 2 busy cores at 256x456: 2 threads
+        # used 33 ms CPU per frame spinning vs 19 ms without, at the same wall time.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
