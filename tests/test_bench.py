@@ -79,6 +79,7 @@ def test_quick_bench_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     for r in flick["rows"]:
         assert r["e_warp"] >= 0 and r["e_warp_per_frame"] > 0 and r["e_warp_input"] > 0
         assert 0 < r["worst_psnr"] <= r["psnr"] <= 100.0
+        assert r["ms_per_frame"] >= 0 and r["cpu_ms_per_frame"] >= 0
 
     assert plot.is_file() and plot.stat().st_size > 1000
 
