@@ -260,7 +260,10 @@ class FlowGuided:
 
         sh, sw = grey.shape
         h, w = filtered_bgr.shape[:2]
-        flow = self._dis.calc(grey8, self._prev_grey8, None)  # current -> previous
+        try:
+            flow = self._dis.calc(grey8, self._prev_grey8, None)  # current -> previous
+        except cv2.error:  # pictures too small for DIS patches: treat as still
+            flow = np.zeros((sh, sw, 2), np.float32)
         self._prev_grey8 = grey8
         warped_src = cv2.remap(self._src, self._grid(sh, sw) + flow, None, cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)

@@ -127,3 +127,14 @@ def test_flow_damps_shimmer_on_a_moving_picture() -> None:
         out_err = np.abs(out.astype(np.int16) - src)[inner].mean()
         gains.append(out_err / raw_err)
     assert np.mean(gains[8:]) < 0.8
+
+
+@pytest.mark.parametrize("size", [(2, 2), (9, 13), (8, 200)])
+@pytest.mark.parametrize("mode", ["ema", "motion", "flow"])
+def test_tiny_and_odd_pictures(mode: str, size: tuple[int, int]) -> None:
+    stage = make_temporal(mode, 0.9)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        img = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        out = stage(img, img)
+        assert out.shape == img.shape and out.dtype == np.uint8
