@@ -431,7 +431,10 @@ def bench_flicker(args: argparse.Namespace, engine, clip: Path, seconds: float,
     default = (getattr(args, "temporal", DEFAULT_MODE), getattr(args, "strength", DEFAULT_STRENGTH))
     if default[0] != "off" and default not in configs:
         configs.append(default)
-    rows = temporal_rows(frames, filtered, configs)
+    try:
+        rows = temporal_rows(frames, filtered, configs)
+    except ValueError as exc:
+        raise LivefilterError(f"{clip}: {exc}") from None
     h, w = frames[0].shape[:2]
     return {"clip": clip.name, "size": f"{w}x{h}", "frames": len(frames),
             "e_warp_input": rows[0]["e_warp_input"], "rows": rows}

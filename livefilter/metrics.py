@@ -100,9 +100,12 @@ class FlowEstimator:
         self._dis = cv2.DISOpticalFlow_create(preset) if method == "dis" else None
 
     def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if self._dis is not None:
-            return self._dis.calc(a, b, None)
-        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 5, 7, 1.5, 0)
+        try:
+            if self._dis is not None:
+                return self._dis.calc(a, b, None)
+            return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 5, 7, 1.5, 0)
+        except cv2.error:
+            raise ValueError(f"pictures of {a.shape[1]}x{a.shape[0]} are too small for optical flow") from None
 
     def pair(self, input_t: np.ndarray, input_t1: np.ndarray) -> PairFlow:
         a, b = _grey(input_t), _grey(input_t1)

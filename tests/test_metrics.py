@@ -141,3 +141,9 @@ def test_farneback_cross_check_agrees_on_translation() -> None:
     frames = _sliding()
     pairs = input_pairs(frames, FlowEstimator(method="farneback"))
     assert warping_error(frames, frames, pairs) < 0.05 * _naive_error(frames)
+
+
+def test_too_small_for_flow_is_a_clear_error() -> None:
+    tiny = [np.zeros((4, 4, 3), np.uint8), np.ones((4, 4, 3), np.uint8)]
+    with pytest.raises(ValueError, match="too small"):
+        warping_error(tiny, tiny)
