@@ -556,10 +556,32 @@ def draw_plot(result: dict, path: str | Path) -> None:
 
 
 # --- entry point ------------------------------------------------------------------------------
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before minutes of measuring, not after, when an output cannot be written."""
+    plot = getattr(args, "plot", None)
+    if plot:
+        if Path(plot).suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
+            raise LivefilterError(f"--plot {plot}: use a .png or .jpg file name")
+        if not Path(plot).resolve().parent.is_dir():
+            raise LivefilterError(f"--plot {plot}: folder does not exist")
+    target = getattr(args, "json", None)
+    if target and target != "-" and not Path(target).resolve().parent.is_dir():
+        raise LivefilterError(f"--json {target}: folder does not exist")
+    strengths = list(getattr(args, "strengths", None) or []) + [getattr(args, "strength", DEFAULT_STRENGTH)]
+    for value in strengths:
+        if not 0.0 <= value < 1.0:
+            raise LivefilterError(f"temporal strength must be in [0, 1), got {value:g}")
+    if getattr(args, "seconds", 1.0) <= 0 or getattr(args, "flicker_seconds", 1.0) <= 0:
+        raise LivefilterError("--seconds and --flicker-seconds must be positive")
+    if getattr(args, "queue_size", 2) < 1:
+        raise LivefilterError("--queue-size must be at least 1")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the selected sections and print a table (or JSON); 0 on success."""
     import onnxruntime as ort
 
+    _check_outputs(args)
     quick = bool(getattr(args, "quick", False))
     skip = set(getattr(args, "skip", []) or [])
     result: dict = {"machine": {"cpus": os.cpu_count(), "onnxruntime": ort.__version__,

@@ -108,6 +108,19 @@ def test_missing_clip_is_a_user_error(tmp_path: Path) -> None:
         run(args)
 
 
+@pytest.mark.parametrize("extra", [["--plot", "out.txt"], ["--plot", "/nonexistent-dir/p.png"],
+                                   ["--strength", "1.5"], ["--json", "/nonexistent-dir/b.json"],
+                                   ["--queue-size", "0"]])
+def test_bad_options_fail_before_measuring(tmp_path: Path, extra: list[str]) -> None:
+    from livefilter.bench import run
+    from livefilter.errors import LivefilterError
+
+    model = _tiny_generator(tmp_path / "tiny.onnx")
+    args = _args(["--model", str(model), "--quick", *extra])
+    with pytest.raises(LivefilterError):
+        run(args)
+
+
 def test_cli_bench_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cli = pytest.importorskip("livefilter.cli")
     model = _tiny_generator(tmp_path / "tiny.onnx")
