@@ -233,6 +233,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resolutions", type=_csv_ints, default=None, metavar="N,N",
                    help=f"other internal resolutions to time (default {','.join(map(str, OTHER_RESOLUTIONS))})")
     g.add_argument("--seconds", type=float, default=10.0, help="length of the live run (default 10)")
+    g.add_argument("--convert-seconds", type=float, default=10.0,
+                   help="convert at most this much of the clip (default 10)")
     g.add_argument("--flicker-seconds", type=float, default=3.0,
                    help="seconds of the clip scored for flicker (default 3)")
     g.add_argument("--strengths", type=_csv_floats, default=None, metavar="S,S",
@@ -571,8 +573,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for value in strengths:
         if not 0.0 <= value < 1.0:
             raise LivefilterError(f"temporal strength must be in [0, 1), got {value:g}")
-    if getattr(args, "seconds", 1.0) <= 0 or getattr(args, "flicker_seconds", 1.0) <= 0:
-        raise LivefilterError("--seconds and --flicker-seconds must be positive")
+    if min(getattr(args, "seconds", 1.0), getattr(args, "flicker_seconds", 1.0),
+           getattr(args, "convert_seconds", 1.0)) <= 0:
+        raise LivefilterError("--seconds, --convert-seconds and --flicker-seconds must be positive")
     if getattr(args, "queue_size", 2) < 1:
         raise LivefilterError("--queue-size must be at least 1")
 
@@ -609,7 +612,15 @@ def run(args: argparse.Namespace) -> int:
         if "live" not in skip:
             result["live"] = bench_live(args, engine, clip, 2.0 if quick else float(args.seconds))
         if "convert" not in skip:
-            result["convert"] = bench_convert(args, engine, clip, 30 if quick else None)
+            if quick:
+                limit = 30
+            else:
+                from livefilter.capture import FileSource
+
+                probe = FileSource(clip)
+                limit = max(2, round(float(args.convert_seconds) * probe.fps))
+                probe.close()
+            result["convert"] = bench_convert(args, engine, clip, limit)
         if "flicker" not in skip:
             strengths = args.strengths or ([0.8] if quick else [0.5, 0.7, 0.8, 0.9])
             seconds = 0.4 if quick else float(args.flicker_seconds)
