@@ -166,6 +166,7 @@ class PreviewSink:
         self._times: deque[float] = deque()
         self._latencies: deque[tuple[float, float]] = deque()
         self._closed = False
+        self._seen_visible = False
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         except cv2.error as exc:
@@ -233,7 +234,11 @@ class PreviewSink:
             visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)
         except cv2.error:
             visible = 0
-        if visible < 1:
+        # Only trust "not visible" once the backend has reported the window visible: a
+        # backend without this property answers -1 from the start, and must not quit at once.
+        if visible >= 1:
+            self._seen_visible = True
+        elif self._seen_visible:
             raise StopPipeline("preview: window closed")
 
     def write(self, frame: Frame) -> None:
