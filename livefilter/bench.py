@@ -480,7 +480,7 @@ def format_table(result: dict) -> str:
                   f"{'ms/frame':>8} {'cpu ms':>7}"]
         for r in f["rows"]:
             lines.append(f"  {r['mode']:7} {r['strength']:8.2f} {r['e_warp'] * 1e4:8.3f} "
-                         f"{-r['reduction'] * 100:+6.0f}% {r['psnr']:6.1f} {r['worst_psnr']:6.1f} "
+                         f"{0.0 - r['reduction'] * 100 + 0.0:+6.0f}% {r['psnr']:6.1f} {r['worst_psnr']:6.1f} "
                          f"{r['ms_per_frame']:8.2f} {r['cpu_ms_per_frame']:7.2f}")
     return "\n".join(lines)
 
