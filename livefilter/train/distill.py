@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w-line", type=float, default=LossWeights.line)
     p.add_argument("--w-grad", type=float, default=LossWeights.grad)
     p.add_argument("--w-ssim", type=float, default=LossWeights.ssim)
+    p.add_argument("--w-line-mean", type=float, default=LossWeights.line_mean,
+                   help="weight on matching each picture's mean line strength (ink density)")
     p.add_argument("--init", type=Path, default=None, help="start from another run's checkpoint weights")
     p.add_argument("--export-only", action="store_true", help="export the current checkpoint and stop")
     p.add_argument("--no-progress", action="store_true")
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(20)
     log(f"pairs in memory: {len(pool.items)}")
 
-    crit = DistillLoss(LossWeights(line=args.w_line, grad=args.w_grad, ssim=args.w_ssim))
+    crit = DistillLoss(LossWeights(line=args.w_line, grad=args.w_grad, ssim=args.w_ssim, line_mean=args.w_line_mean))
     rng = random.Random(args.seed * 1000003 + step)
     t0 = time.time()
     step_start = step
