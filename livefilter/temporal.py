@@ -70,10 +70,14 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(image)
 
 
-def _small_grey(bgr: np.ndarray, short_side: int) -> np.ndarray:
-    """Grey float32 copy with the given short side: motion is judged cheaply at low resolution."""
+def _small_grey(bgr: np.ndarray, short_side: int, pixels: int | None = None) -> np.ndarray:
+    """Grey float32 copy with the given short side (or about ``pixels`` pixels in all):
+    motion is judged cheaply at low resolution."""
     h, w = bgr.shape[:2]
-    scale = min(1.0, short_side / min(h, w))
+    if pixels:
+        scale = min(1.0, (pixels / (h * w)) ** 0.5)
+    else:
+        scale = min(1.0, short_side / min(h, w))
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     if size != (w, h):
@@ -198,8 +202,8 @@ class MotionGated:
 class FlowGuided:
     """Warp output history along the input's optical flow, then blend where the warp holds.
 
-    Flow (current -> previous, DIS MEDIUM) is computed on grey input frames with a 90 px short
-    side, so it costs a few milliseconds; on the talking-head clips that size with the MEDIUM
+    Flow (current -> previous, DIS MEDIUM) is computed on grey input frames of about 160x90
+    pixels (whatever the aspect ratio), so it costs a few milliseconds; on the talking-head clips that size with the MEDIUM
     preset beat larger frames with the faster presets for the same cost (docs/temporal.md). The input history is warped with the same flow; where it disagrees with the
     current input (occlusion, failed flow, lighting change) or where motion is faster than
     ``max_motion`` pixels per frame, history gets no weight and the new frame shows through.
@@ -210,7 +214,8 @@ class FlowGuided:
         strength: float,
         low: float = 3.0,
         high: float = 12.0,
-        short_side: int = 90,
+        short_side: int = 0,
+        pixels: int = 160 * 90,
         max_motion: float = 24.0,
         preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
         blur: float = 0.7,
@@ -218,7 +223,10 @@ class FlowGuided:
         self.strength = strength
         self.low = float(low)
         self.high = float(high)
+        # Flow frames hold about ``pixels`` pixels whatever the aspect ratio (160x90 for 16:9,
+        # 120x120 for square), so the cost per frame is the same; ``short_side`` overrides.
         self.short_side = int(short_side)
+        self.pixels = None if self.short_side else int(pixels)
         self.max_motion = float(max_motion)
         self.blur = float(blur)
         self._dis = cv2.DISOpticalFlow_create(int(preset))
@@ -244,7 +252,7 @@ class FlowGuided:
         return self._grids[key]
 
     def __call__(self, source_bgr: np.ndarray, filtered_bgr: np.ndarray) -> np.ndarray:
-        grey = _small_grey(source_bgr, self.short_side)
+        grey = _small_grey(source_bgr, self.short_side, self.pixels)
         grey8 = grey.astype(np.uint8)
         if self.blur > 0:
             grey = cv2.GaussianBlur(grey, (0, 0), self.blur)
