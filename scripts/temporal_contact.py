@@ -57,9 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     centres = [(0, 0)]
     for a, b in zip(greys[:-1], greys[1:]):
         flow = dis.calc(a, b, None)
-        mag = cv2.GaussianBlur(cv2.magnitude(flow[..., 0], flow[..., 1]), (0, 0), 15)
+        mag = cv2.magnitude(flow[..., 0], flow[..., 1])
         motion.append(float(mag.mean()))
-        y, x = np.unravel_index(int(np.argmax(mag)), mag.shape)
+        # Flow in flat areas is noise; aim the zoom where textured content moves.
+        texture = cv2.magnitude(cv2.Sobel(a, cv2.CV_32F, 1, 0), cv2.Sobel(a, cv2.CV_32F, 0, 1))
+        focus = cv2.GaussianBlur(mag * np.minimum(texture / 40.0, 1.0), (0, 0), 15)
+        y, x = np.unravel_index(int(np.argmax(focus)), focus.shape)
         centres.append((int(x), int(y)))
     skip = min(5, len(frames) - 1)  # history needs a few frames before ghosts can form
     order = sorted(range(skip, len(frames)), key=lambda i: -motion[i])
