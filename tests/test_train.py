@@ -117,3 +117,12 @@ def test_distill_bad_teacher_is_one_line_error(tmp_path: Path, capsys) -> None:
     rc = distill_main(["--teacher", str(tmp_path / "missing.onnx"), "--photos", str(tmp_path), "--out", str(tmp_path / "o.onnx")])
     assert rc == 2
     assert "teacher not found" in capsys.readouterr().err
+
+
+def test_distill_missing_folder_is_one_line_error(tmp_path: Path, capsys) -> None:
+    teacher = tmp_path / "t.onnx"
+    export_onnx(Student(TINY), teacher)
+    rc = distill_main(["--teacher", str(teacher), "--photos", str(tmp_path / "nope"), "--out", str(tmp_path / "o.onnx"),
+                       "--work", str(tmp_path / "w")])
+    assert rc == 2
+    assert "no such folder" in capsys.readouterr().err

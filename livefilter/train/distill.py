@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.photos and not args.clips:
         print("distill: error: give --photos and/or --clips", file=sys.stderr)
         return 2
+    missing = [d for d in [*args.photos, *args.clips] if not Path(d).exists()]
+    if missing and not args.export_only:
+        print(f"distill: error: no such folder or file: {missing[0]}", file=sys.stderr)
+        return 2
     work = args.work or Path("runs/distill") / args.out.stem
     work.mkdir(parents=True, exist_ok=True)
     cache_root = args.cache or work.parent / "cache"
@@ -238,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     train_src, held_photos, held_clips = D.iter_sources(args.photos, args.clips, cache_root / "frames", args.frames_per_clip)
+    if not train_src:
+        print("distill: error: no training pictures found in --photos/--clips", file=sys.stderr)
+        return 2
     exclude = {s.digest for s in held_photos} | {D.file_digest(c) for c in held_clips}
     log(f"train sources {len(train_src)} (photos {sum(s.origin == 'photo' for s in train_src)}), "
         f"held-out photos {len(held_photos)}, held-out clips {[c.name for c in held_clips]}")
