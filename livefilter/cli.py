@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("input", help="input picture or folder")
     img.add_argument("output", help="output picture or folder")
     img.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    img.set_defaults(func=cmd_image, temporal="off")
+    # No temporal default here: set_defaults(temporal=...) would change the --temporal action
+    # shared by every subcommand through `common`. cmd_image turns smoothing off itself.
+    img.set_defaults(func=cmd_image)
 
     sty = sub.add_parser("styles", help="list the installed styles")
     sty.set_defaults(func=cmd_styles)
@@ -349,6 +351,7 @@ def cmd_image(args: argparse.Namespace) -> int:
         dst.mkdir(parents=True, exist_ok=True)
     elif not dst.parent.is_dir() and not dst.is_dir():
         raise LivefilterError(f"output folder does not exist: {dst.parent}")
+    args.temporal = "off"  # a still has no previous frame to smooth against
     engine = load_engine(args)
     started = time.monotonic()
     for inp, out in jobs:

@@ -65,3 +65,30 @@ def test_camera_on_a_paced_file_records_what_it_showed(models, tmp_path, capsys)
     result = probe(record)
     assert 0 < result["frames"] <= 20 and result["size"] == (64, 48)
     assert result["seconds"] == sorted(result["seconds"])
+
+
+def test_temporal_default_is_the_same_for_every_stream_command():
+    from livefilter.cli import build_parser
+    from livefilter.temporal import DEFAULT_MODE, DEFAULT_STRENGTH
+
+    parser = build_parser()
+    # The image subcommand is parsed first on purpose: nothing it does may leak into the others.
+    image = parser.parse_args(["image", "a.png", "b.png"])
+    assert image.func.__name__ == "cmd_image"
+    for argv in (["camera"], ["video", "a.mp4", "b.mp4"], ["bench"]):
+        args = parser.parse_args(argv)
+        assert (args.temporal, args.strength) == (DEFAULT_MODE, DEFAULT_STRENGTH), argv
+    assert parser.parse_args(["video", "a.mp4", "b.mp4", "--temporal", "off"]).temporal == "off"
+
+
+def test_image_is_the_engine_alone_without_smoothing(models, tmp_path):
+    from livefilter.engine import Engine
+
+    src = tmp_path / "in.png"
+    picture = draw_frame(5, 64, 48)
+    cv2.imwrite(str(src), picture)
+    out = tmp_path / "out.png"
+    assert main(["image", str(src), str(out), "--model", str(models["tiny"]), "--resolution", "32",
+                 "--temporal", "ema", "--strength", "0.5"]) == 0
+    expected = Engine(models["tiny"], resolution=32)(cv2.imread(str(src)))
+    np.testing.assert_array_equal(cv2.imread(str(out)), expected)
