@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from livefilter.train import fidelity  # noqa: E402
-from livefilter.train.distill import degrade, main as distill_main  # noqa: E402
-from livefilter.train.losses import DistillLoss, black_hat  # noqa: E402
+from livefilter.train.distill import degrade, load_onnx_student, main as distill_main  # noqa: E402
+from livefilter.train.losses import DistillLoss, LossWeights, black_hat, line_correlation  # noqa: E402
 from livefilter.train.model import Student, StudentConfig, export_onnx  # noqa: E402
 from livefilter.train.teacher import OnnxGenerator  # noqa: E402
 
@@ -60,6 +60,40 @@ def test_loss_is_zero_on_match_and_has_gradient() -> None:
     total.backward()
     assert s.grad is not None and float(s.grad.abs().sum()) > 0
     assert set(parts) >= {"l1", "grad", "line", "ssim"}
+
+
+def test_line_correlation_loss_scores_like_pearson() -> None:
+    """1 for the same strokes, -1 for inverted ones, and numpy's Pearson on random maps."""
+    a = torch.rand(3, 1, 16, 16)
+    b = torch.rand(3, 1, 16, 16)
+    assert torch.allclose(line_correlation(a, a), torch.ones(3), atol=1e-5)
+    assert torch.allclose(line_correlation(a, -a), -torch.ones(3), atol=1e-5)
+    want = [np.corrcoef(a[i].flatten().numpy(), b[i].flatten().numpy())[0, 1] for i in range(3)]
+    assert np.allclose(line_correlation(a, b).numpy(), want, atol=1e-5)
+    crit = DistillLoss(LossWeights(line_corr=1.0))
+    t = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert crit(t.clone(), t)[1]["line_corr"] == pytest.approx(0.0, abs=1e-5)
+    s = torch.zeros_like(t, requires_grad=True)
+    crit(s + 0.1 * torch.rand_like(t), t)[0].backward()
+    assert float(s.grad.abs().sum()) > 0
+
+
+def test_exported_student_loads_back_for_fine_tuning(tmp_path: Path) -> None:
+    """--init accepts a shipped .onnx: same architecture, same outputs."""
+    torch.manual_seed(1)
+    model = Student(TINY).eval()
+    with torch.no_grad():  # trained weights: no two tensors alike (the exporter merges equal ones)
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    path = tmp_path / "s.onnx"
+    export_onnx(model, path)
+    cfg, weights = load_onnx_student(path)
+    assert cfg == model.cfg
+    again = Student(cfg).eval()
+    again.load_state_dict(weights)
+    x = torch.rand(1, 3, 32, 48) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x), atol=1e-6)
 
 
 def test_student_export_dynamic_size(tmp_path: Path) -> None:

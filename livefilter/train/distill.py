@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w-ssim", type=float, default=LossWeights.ssim)
     p.add_argument("--w-line-mean", type=float, default=LossWeights.line_mean,
                    help="weight on matching each picture's mean line strength (ink density)")
-    p.add_argument("--init", type=Path, default=None, help="start from another run's checkpoint weights")
+    p.add_argument("--w-line-corr", type=float, default=LossWeights.line_corr,
+                   help="weight on 1 - correlation of student and teacher line maps (what the fidelity check scores)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from another run's checkpoint (.pt) or an exported student (.onnx) and its architecture")
     p.add_argument("--export-only", action="store_true", help="export the current checkpoint and stop")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -150,6 +153,20 @@ def lr_at(step: int, total: int, base: float, warmup: int = 100, time_frac: floa
     return base * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def load_onnx_student(path: Path) -> tuple[StudentConfig, dict[str, torch.Tensor]]:
+    """Architecture and weights of a student this code exported, so a shipped file can be fine-tuned."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    meta = {p.key: p.value for p in m.metadata_props}
+    if "livefilter.arch" not in meta:
+        raise SystemExit(f"distill: error: {path} has no livefilter.arch metadata: not a student exported by livefilter")
+    cfg = StudentConfig(**json.loads(meta["livefilter.arch"]))
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
+    return cfg, weights
+
+
 def teacher_cache_dir(root: Path, teacher: Path) -> Path:
     return root / f"{teacher.stem}_{D.file_digest(teacher)[:8]}"
 
@@ -227,9 +244,14 @@ def main(argv: list[str] | None = None) -> int:
         elapsed_before = ck.get("elapsed", 0.0)
         log(f"resumed from {ckpt_path} at step {step}")
     elif args.init is not None:
-        ck = torch.load(args.init, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["ema"])
-        ema.load_state_dict(ck["ema"])
+        if args.init.suffix == ".onnx":
+            cfg, weights = load_onnx_student(args.init)
+            model, ema = Student(cfg), Student(cfg)
+            opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+        else:
+            weights = torch.load(args.init, map_location="cpu", weights_only=False)["ema"]
+        model.load_state_dict(weights)
+        ema.load_state_dict(weights)
         log(f"initialised from {args.init}")
 
     meta = {"livefilter.teacher": args.teacher.name, "livefilter.params": str(count_params(ema))}
@@ -269,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(20)
     log(f"pairs in memory: {len(pool.items)}")
 
-    crit = DistillLoss(LossWeights(line=args.w_line, grad=args.w_grad, ssim=args.w_ssim, line_mean=args.w_line_mean))
+    crit = DistillLoss(LossWeights(line=args.w_line, grad=args.w_grad, ssim=args.w_ssim, line_mean=args.w_line_mean,
+                                   line_corr=args.w_line_corr))
     rng = random.Random(args.seed * 1000003 + step)
     t0 = time.time()
     step_start = step

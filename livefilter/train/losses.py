@@ -62,6 +62,19 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor) -> torch.Tensor
     return m.mean()
 
 
+def line_correlation(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Pearson correlation per picture of two line maps (N,1,H,W) -> (N,).
+
+    L1 on the maps is dominated by the many line-free pixels; the correlation is what the
+    fidelity check scores, and it asks for strokes in the right places whatever their contrast.
+    """
+    a = a.flatten(1)
+    b = b.flatten(1)
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
 @dataclass
 class LossWeights:
     l1: float = 1.0
@@ -69,6 +82,7 @@ class LossWeights:
     line: float = 3.0
     ssim: float = 0.5
     line_mean: float = 1.0
+    line_corr: float = 0.0
 
 
 class DistillLoss(torch.nn.Module):
@@ -90,5 +104,7 @@ class DistillLoss(torch.nn.Module):
         # mean line strength per picture: the teacher's overall ink density
         parts["line_mean"] = (bs.mean(dim=(1, 2, 3)) - bt.mean(dim=(1, 2, 3))).abs().mean()
         parts["ssim"] = 1.0 - ssim(s, t, self.window)
+        if self.w.line_corr:
+            parts["line_corr"] = 1.0 - line_correlation(bs, bt).mean()
         total = sum(getattr(self.w, k) * v for k, v in parts.items())
         return total, {k: float(v.detach()) for k, v in parts.items()}
