@@ -6,7 +6,9 @@ until there is room (back-pressure), which also keeps memory flat on long clips.
 A source may expose ``notice`` (e.g. "camera lost - reconnecting"); sinks with
 ``show_notice(text)`` get it whenever it changes.
 Shutdown is the same for every ending (end of source, error, a sink's StopPipeline, Ctrl-C or
-``stop_event``): the capture thread is joined, then the source and every sink are closed.
+``stop_event``): the capture thread is asked to stop and joined briefly; if it is stuck in a
+source read (a silent camera), the source is closed first to unblock it. Then every sink is
+closed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -28,6 +31,9 @@ log = logging.getLogger("livefilter")
 _END = object()  # the source has ended
 STALL_SECONDS = 2.0  # live source silent this long after its first frame: treat as lost
 STALL_NOTICE = "camera lost - waiting for it to come back"
+LATENCY_WINDOW = 20_000  # latencies kept in RunStats: the most recent ones (~11 min at 30 fps)
+CAPTURE_JOIN_SECONDS = 1.0  # wait this long for the capture thread before closing the source
+CAPTURE_CLOSE_JOIN_SECONDS = 5.0  # and this long after closing it
 
 
 @dataclass
@@ -37,12 +43,16 @@ class _Failed:
 
 @dataclass
 class RunStats:
-    """What happened in one run; latencies are capture -> last sink write, in seconds."""
+    """What happened in one run; latencies are capture -> last sink write, in seconds.
+
+    ``latencies`` keeps only the most recent `LATENCY_WINDOW` values, so memory stays flat on
+    hour-long live runs; ``frames_written`` counts them all.
+    """
 
     frames_read: int = 0
     frames_written: int = 0
     frames_dropped: int = 0
-    latencies: list[float] = field(default_factory=list)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     elapsed: float = 0.0
     interrupted: bool = False  # Ctrl-C or stop_event
     stopped_by_user: bool = False  # a sink raised StopPipeline
@@ -137,10 +147,14 @@ class _Notices:
         self._update(getattr(self.source, "notice", None))
 
     def waiting(self) -> None:
-        """Called whenever the queue stayed empty for a while."""
-        if self.last_frame is None or time.monotonic() - self.last_frame < self.stall_seconds:
-            return
-        self._update(getattr(self.source, "notice", None) or STALL_NOTICE)
+        """Called whenever the queue stayed empty for a while (about every 0.1 s).
+
+        Sinks' ``idle()`` runs on every call (a preview must keep pumping its window events so
+        q/Esc work and it repaints); the stall notice only once the source has been silent for
+        ``stall_seconds`` after its first frame.
+        """
+        if self.last_frame is not None and time.monotonic() - self.last_frame >= self.stall_seconds:
+            self._update(getattr(self.source, "notice", None) or STALL_NOTICE)
         for sink in self.sinks:
             idle = getattr(sink, "idle", None)
             if idle is not None:
@@ -207,14 +221,41 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     finally:
         stop.set()
         _drain(frames)
-        capture.join(timeout=10)
-        if capture.is_alive():
-            log.warning("capture thread did not stop within 10 s; leaving it behind")
+        failed = error is not None
+        source_closed, close_error = _stop_capture(capture, frames, source, failed)
         stats.elapsed = time.monotonic() - started
-        _close_all(source, sinks, failed=error is not None)
+        _close_all([] if source_closed else [source], sinks, failed=failed, first_error=close_error)
     if error is not None:
         raise error
     return stats
+
+
+def _stop_capture(capture: threading.Thread, frames: queue.Queue, source,
+                  failed: bool) -> tuple[bool, BaseException | None]:
+    """Join the capture thread; if a blocked read holds it, close the source to unblock it.
+
+    Returns whether the source was closed here (so it is not closed a second time) and the
+    error closing it raised, if any. A capture thread that still does not end is left behind
+    (it is a daemon) with a warning.
+    """
+    capture.join(timeout=CAPTURE_JOIN_SECONDS)
+    if not capture.is_alive():
+        return False, None
+    log.debug("capture thread still in a read after %.0f s; closing the source", CAPTURE_JOIN_SECONDS)
+    close_error = None
+    try:
+        _close_one(source, failed)
+    except BaseException as exc:
+        log.debug("error while closing %r: %s", source, exc)
+        close_error = exc
+    deadline = time.monotonic() + CAPTURE_CLOSE_JOIN_SECONDS
+    while capture.is_alive() and time.monotonic() < deadline:
+        _drain(frames)  # whatever the last read delivered must not keep it waiting for room
+        capture.join(timeout=0.1)
+    if capture.is_alive():
+        log.warning("the source's read did not return within %.0f s of closing it; leaving it behind",
+                    CAPTURE_CLOSE_JOIN_SECONDS)
+    return True, close_error
 
 
 def _drain(frames: queue.Queue) -> None:
@@ -226,16 +267,24 @@ def _drain(frames: queue.Queue) -> None:
             return
 
 
-def _close_all(source, sinks: list, failed: bool) -> None:
-    """Close the source and every sink, even if some of them fail while closing."""
-    first_error: BaseException | None = None
-    for thing in [source, *sinks]:
+def _close_one(thing, failed: bool) -> None:
+    """``abort()`` after a failure when it has one (keeps partial output aside), else ``close()``."""
+    abort = getattr(thing, "abort", None)
+    if failed and abort is not None:
+        abort()
+    else:
+        thing.close()
+
+
+def _close_all(sources: list, sinks: list, failed: bool,
+               first_error: BaseException | None = None) -> None:
+    """Close the source(s) and every sink, even if some of them fail while closing.
+
+    After a normal run the first closing error (``first_error`` if given) is raised at the end.
+    """
+    for thing in [*sources, *sinks]:
         try:
-            abort = getattr(thing, "abort", None)
-            if failed and abort is not None:
-                abort()
-            else:
-                thing.close()
+            _close_one(thing, failed)
         except BaseException as exc:
             log.debug("error while closing %r: %s", thing, exc)
             if first_error is None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from livefilter.frames import Frame
-from livefilter.pipeline import run
+from livefilter.pipeline import STALL_NOTICE, run
 from livefilter.sinks import StopPipeline
 
 
@@ -137,3 +137,82 @@ def test_sink_error_aborts_other_sinks_and_closes_plain_ones():
         run(source, lambda f: f, [plain, bad], live=False)
     assert bad.aborted and plain.closed and source.closed
     assert threading.active_count() < 10  # capture thread joined, nothing leaked
+
+
+class SilentCamera:
+    """A live source that delivers ``before`` frames, then blocks in read() until close()."""
+
+    live, fps, size = True, 30.0, (8, 6)
+
+    def __init__(self, before: int = 3) -> None:
+        self.before, self.i = before, 0
+        self.released = threading.Event()
+        self.close_calls = 0
+
+    def read(self):
+        if self.i >= self.before:
+            self.released.wait()  # like a camera driver waiting for a picture that never comes
+            raise OSError("device closed")
+        self.i += 1
+        return Frame(np.full((6, 8, 3), self.i, np.uint8), time.monotonic(), index=self.i)
+
+    def close(self):
+        self.close_calls += 1
+        self.released.set()
+
+
+def test_quitting_while_the_source_is_blocked_closes_it_to_unblock_the_read():
+    source, sink = SilentCamera(before=3), ListSink()
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    stats = run(source, lambda f: f, [sink], live=True, queue_size=1, stop_event=stop,
+                stall_seconds=60)
+    took = time.monotonic() - started
+    assert took < 8  # hang guard only: the old shutdown waited 10 s for the blocked read
+    assert stats.interrupted and stats.frames_read == 3
+    assert len(sink.frames) + stats.frames_dropped == 3  # live: older frames may be dropped
+    assert source.close_calls == 1  # closed to unblock the read, and not a second time
+    assert sink.closed
+    assert not any(t.name == "livefilter-capture" for t in threading.enumerate())
+
+
+class IdleSink(ListSink):
+    def __init__(self):
+        super().__init__()
+        self.idles = 0
+        self.notices: list[str | None] = []
+
+    def idle(self):
+        self.idles += 1
+
+    def show_notice(self, text):
+        self.notices.append(text)
+
+
+def test_idle_is_called_while_waiting_before_any_stall():
+    source, sink = SilentCamera(before=2), IdleSink()
+    stop = threading.Event()
+    threading.Timer(0.6, stop.set).start()
+    stats = run(source, lambda f: f, [sink], live=True, queue_size=1, stop_event=stop, stall_seconds=60)
+    assert stats.frames_read == 2 and sink.frames
+    assert sink.idles >= 2  # the window's event pump kept running while nothing arrived
+    assert sink.notices == []  # ... without a "camera lost" notice: the stall threshold was not reached
+
+
+def test_stall_notice_still_waits_for_the_threshold():
+    source, sink = SilentCamera(before=2), IdleSink()
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    run(source, lambda f: f, [sink], live=True, queue_size=1, stop_event=stop, stall_seconds=0.3)
+    assert sink.notices == [STALL_NOTICE]
+
+
+def test_latencies_are_capped_but_frames_still_counted(monkeypatch):
+    import livefilter.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "LATENCY_WINDOW", 25)
+    source, sink = ListSource(60), ListSink()
+    stats = run(source, lambda f: f, [sink], live=False)
+    assert stats.frames_written == 60 and len(stats.latencies) == 25
+    assert stats.latency_percentile(50) is not None and max(stats.latencies) >= 0
