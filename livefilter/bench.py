@@ -328,14 +328,16 @@ class _RecordingSink:
         pass
 
 
-def _process(engine, temporal) -> Callable:
+def _stages(engine, temporal) -> dict:
+    """``process`` (engine) and ``post`` (temporal) keyword arguments for the pipeline, as the CLI
+    passes them: file runs smooth and encode on the sink thread while the model works."""
     def process(frame):
-        out = engine(frame.image)
-        if temporal is not None:
-            out = temporal(frame.image, out)
-        return replace(frame, image=out, original=frame.image)
+        return replace(frame, image=engine(frame.image), original=frame.image)
 
-    return process
+    def post(frame):
+        return replace(frame, image=temporal(frame.original, frame.image))
+
+    return {"process": process, "post": post if temporal is not None else None}
 
 
 def _temporal_for(args: argparse.Namespace):
@@ -364,7 +366,7 @@ def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> 
     timer = threading.Timer(seconds, stop.set)
     timer.start()
     try:
-        stats = run_pipeline(source, _process(engine, temporal), [sink], live=True, stop_event=stop,
+        stats = run_pipeline(source, sinks=[sink], live=True, stop_event=stop, **_stages(engine, temporal),
                              queue_size=int(getattr(args, "queue_size", 2)))
     finally:
         timer.cancel()
@@ -407,7 +409,7 @@ def bench_convert(args: argparse.Namespace, engine, clip: Path, max_frames: int 
 
     with tempfile.TemporaryDirectory(prefix="livefilter-bench-") as tmp:
         sink = VideoFileSink(Path(tmp) / "out.mp4", template=clip, fps=source.fps, size=source.size)
-        stats = run_pipeline(source, _process(engine, temporal), [sink], live=False, stop_event=stop,
+        stats = run_pipeline(source, sinks=[sink], live=False, stop_event=stop, **_stages(engine, temporal),
                              progress=progress)
     duration = stats.frames_written / source.fps
     return {

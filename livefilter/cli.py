@@ -170,8 +170,13 @@ def load_engine(args: argparse.Namespace):
     return engine
 
 
-def make_process(engine, args: argparse.Namespace) -> Callable[[Frame], Frame]:
-    """Engine then temporal stage, as one frame -> frame function for the pipeline."""
+def make_stages(engine, args: argparse.Namespace
+                ) -> tuple[Callable[[Frame], Frame], Callable[[Frame], Frame] | None]:
+    """The pipeline's ``process`` (the engine) and ``post`` (the temporal stage, or None).
+
+    Kept apart so file conversion can smooth and encode one frame while the model works on
+    the next; ``post`` sees every frame in order, as the temporal stage requires.
+    """
     temporal = None
     if getattr(args, "temporal", "off") != "off":
         from livefilter.temporal import make_temporal
@@ -182,12 +187,12 @@ def make_process(engine, args: argparse.Namespace) -> Callable[[Frame], Frame]:
             raise LivefilterError(str(exc)) from None
 
     def process(frame: Frame) -> Frame:
-        out = engine(frame.image)
-        if temporal is not None:
-            out = temporal(frame.image, out)
-        return replace(frame, image=out, original=frame.image)
+        return replace(frame, image=engine(frame.image), original=frame.image)
 
-    return process
+    def post(frame: Frame) -> Frame:
+        return replace(frame, image=temporal(frame.original, frame.image))
+
+    return process, (post if temporal is not None else None)
 
 
 class _GracefulStop:
@@ -245,7 +250,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     try:
         check_output(out_path, [src_path], args.overwrite)
         engine = load_engine(args)
-        process = make_process(engine, args)
+        process, post = make_stages(engine, args)
         sink = VideoFileSink(out_path, template=src_path, fps=source.fps, size=source.size,
                              overwrite=args.overwrite, audio=not args.no_audio)
     except BaseException:
@@ -262,7 +267,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
         with _GracefulStop(stop, "stopping: finishing the file with what is done", salvage) as guard:
             stats = run(source, process, [sink], live=False, queue_size=4, stop_event=stop,
-                        progress=lambda _frame: bar.update(1))
+                        progress=lambda _frame: bar.update(1), post=post)
     finally:
         bar.close()
     if source.corrupt_packets:
@@ -385,7 +390,7 @@ def cmd_camera(args: argparse.Namespace) -> int:
     source = open_live_source(args)
     sinks: list = []
     try:
-        process = make_process(load_engine(args), args)
+        process, post = make_stages(load_engine(args), args)
         if preview:
             from livefilter.sinks.preview import PreviewSink
 
@@ -418,7 +423,7 @@ def cmd_camera(args: argparse.Namespace) -> int:
             return f"the recording so far is in {', '.join(kept)}" if kept else None
 
         with _GracefulStop(stop, "stopping", salvage) as guard:
-            stats = run(source, process, sinks, live=True, queue_size=1, stop_event=stop)
+            stats = run(source, process, sinks, live=True, queue_size=1, stop_event=stop, post=post)
     finally:
         if timer is not None:
             timer.cancel()

@@ -3,6 +3,12 @@
 Live sources must never fall behind: the queue holds 1-2 frames and the oldest is dropped when
 the model is slower than the camera. Files must never lose a frame: the capture thread blocks
 until there is room (back-pressure), which also keeps memory flat on long clips.
+For files the sinks also get a thread of their own, fed by a second small bounded queue, so
+encoding the previous frame overlaps the model's work on the next one (order is kept, nothing
+is dropped); an optional ``post`` stage (temporal smoothing) runs there too, in order, just
+before the sinks. Live runs write from the calling thread: a preview window (OpenCV HighGUI)
+must be driven from the thread that created it, and a sink marked ``main_thread_only`` keeps
+a file run on the calling thread too.
 A source may expose ``notice`` (e.g. "camera lost - reconnecting"); sinks with
 ``show_notice(text)`` get it whenever it changes.
 Shutdown is the same for every ending (end of source, error, a sink's StopPipeline, Ctrl-C or
@@ -31,6 +37,7 @@ log = logging.getLogger("livefilter")
 _END = object()  # the source has ended
 STALL_SECONDS = 2.0  # live source silent this long after its first frame: treat as lost
 STALL_NOTICE = "camera lost - waiting for it to come back"
+WRITE_QUEUE_SIZE = 3  # processed frames waiting for the sink thread (file runs)
 LATENCY_WINDOW = 20_000  # latencies kept in RunStats: the most recent ones (~11 min at 30 fps)
 CAPTURE_JOIN_SECONDS = 1.0  # wait this long for the capture thread before closing the source
 CAPTURE_CLOSE_JOIN_SECONDS = 5.0  # and this long after closing it
@@ -113,6 +120,88 @@ class _Capture(threading.Thread):
 
 
 
+class _Writer(threading.Thread):
+    """File runs: ``post`` then the sinks for each processed frame, in order, on its own thread.
+
+    The calling thread hands frames over with `put` (blocks while the small queue is full),
+    passes ``_END`` when the source ended normally (the sinks' ``end_of_stream`` is called
+    after the last write) and calls `close` on every ending. A sink's StopPipeline or error
+    ends this thread; `put` and `check` then raise it in the calling thread, which shuts down
+    as usual. Sinks are closed by the calling thread once this thread has ended.
+    """
+
+    def __init__(self, sinks: list, stats: RunStats, post: Callable[[Frame], Frame] | None,
+                 progress: Callable[[Frame], None] | None, size: int = WRITE_QUEUE_SIZE) -> None:
+        super().__init__(name="livefilter-writer", daemon=True)
+        self.sinks, self.stats, self.post, self.progress = sinks, stats, post, progress
+        self.items: queue.Queue = queue.Queue(maxsize=max(1, size))
+        self.error: BaseException | None = None  # a sink failed (StopPipeline included)
+        self.cancel = threading.Event()  # leave the frames still queued unwritten
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = self.items.get()
+                if item is None or self.cancel.is_set():
+                    return
+                if item is _END:
+                    for sink in self.sinks:
+                        ended = getattr(sink, "end_of_stream", None)
+                        if ended is not None:
+                            ended()
+                    return
+                _write(self.post(item) if self.post is not None else item, self.sinks, self.stats,
+                       self.progress)
+        except BaseException as exc:  # handed to the calling thread, which reports it
+            self.error = exc
+
+    def check(self) -> None:
+        """Raise in the calling thread what ended this thread early (StopPipeline or an error)."""
+        if self.error is not None:
+            raise self.error
+
+    def put(self, item: object) -> None:
+        """Queue a frame (or _END), waiting for room; raises if the writer ended early."""
+        while True:
+            self.check()
+            if not self.is_alive():
+                raise RuntimeError("the sink thread ended unexpectedly")
+            try:
+                self.items.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Let the writer finish what is queued, then end; Ctrl-C meanwhile skips the rest.
+
+        Returns only once the thread has ended, so the caller may close the sinks safely.
+        """
+        try:
+            while self.is_alive():
+                try:
+                    self.items.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            while self.is_alive():
+                self.join(timeout=0.1)
+        except KeyboardInterrupt:  # quitting harder: finish the write in progress only
+            self.cancel.set()
+            _drain(self.items)
+            self.items.put(None)
+            self.join()
+
+
+def _write(frame: Frame, sinks: list, stats: RunStats, progress: Callable[[Frame], None] | None) -> None:
+    for sink in sinks:
+        sink.write(frame)
+    stats.latencies.append(time.monotonic() - frame.capture_time)
+    stats.frames_written += 1
+    if progress is not None:
+        progress(frame)
+
+
 class _Notices:
     """Live runs: tell sinks when the camera is lost and keep them alive while it is.
 
@@ -164,13 +253,18 @@ class _Notices:
 def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: bool,
         queue_size: int = 2, stop_event: threading.Event | None = None,
         progress: Callable[[Frame], None] | None = None,
-        stall_seconds: float = STALL_SECONDS) -> RunStats:
+        stall_seconds: float = STALL_SECONDS,
+        post: Callable[[Frame], Frame] | None = None) -> RunStats:
     """Run until the source ends, a sink raises StopPipeline, Ctrl-C, or ``stop_event`` is set.
 
     Errors from the source, ``process`` or a sink are re-raised after the clean shutdown;
     a sink with ``abort()`` gets that call instead of ``close()`` so it can keep its partial
-    output aside. Ctrl-C and ``stop_event`` are not errors: ``stats.interrupted`` says so.
+    output aside. Ctrl-C and ``stop_event`` are not errors: ``stats.interrupted`` says so, and
+    every frame already processed is written before the sinks are closed.
     Live runs show a "camera lost" notice on sinks that support it (see `_Notices`).
+    ``post`` is an optional second stage applied to every processed frame, in order (e.g. the
+    temporal stage). File runs apply it and write on a sink thread (see `_Writer`), overlapping
+    ``process`` on the next frame; ``progress`` is then called there too.
     """
     sinks = list(sinks)
     stop = stop_event if stop_event is not None else threading.Event()
@@ -178,11 +272,18 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     frames: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
     capture = _Capture(source, frames, live, stop, stats)
     notices = _Notices(source, sinks, stall_seconds) if live else None
+    writer = None
+    if not live and not any(getattr(sink, "main_thread_only", False) for sink in sinks):
+        writer = _Writer(sinks, stats, post, progress)
     error: BaseException | None = None
     started = time.monotonic()
     capture.start()
+    if writer is not None:
+        writer.start()
     try:
         while True:
+            if writer is not None:
+                writer.check()
             if stop.is_set():
                 stats.interrupted = True
                 break
@@ -196,22 +297,23 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
                 if stop.is_set():  # the capture thread ended because we asked it to
                     stats.interrupted = True
                     break
-                for sink in sinks:
-                    ended = getattr(sink, "end_of_stream", None)
-                    if ended is not None:
-                        ended()
+                if writer is not None:
+                    writer.put(_END)
+                else:
+                    for sink in sinks:
+                        ended = getattr(sink, "end_of_stream", None)
+                        if ended is not None:
+                            ended()
                 break
             if isinstance(item, _Failed):
                 raise item.error
             if notices is not None:
                 notices.frame_arrived()
             out = process(item)
-            for sink in sinks:
-                sink.write(out)
-            stats.latencies.append(time.monotonic() - out.capture_time)
-            stats.frames_written += 1
-            if progress is not None:
-                progress(out)
+            if writer is not None:
+                writer.put(out)
+            else:
+                _write(post(out) if post is not None else out, sinks, stats, progress)
     except StopPipeline:
         stats.stopped_by_user = True
     except KeyboardInterrupt:
@@ -221,10 +323,16 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     finally:
         stop.set()
         _drain(frames)
-        failed = error is not None
-        source_closed, close_error = _stop_capture(capture, frames, source, failed)
+        source_closed, close_error = _stop_capture(capture, frames, source, error is not None)
+        if writer is not None:
+            writer.close()  # writes what was processed before the end (Ctrl-C included)
+            if isinstance(writer.error, StopPipeline):
+                stats.stopped_by_user = True
+            elif writer.error is not None and error is None:
+                error = writer.error
         stats.elapsed = time.monotonic() - started
-        _close_all([] if source_closed else [source], sinks, failed=failed, first_error=close_error)
+        _close_all([] if source_closed else [source], sinks, failed=error is not None,
+                   first_error=close_error)
     if error is not None:
         raise error
     return stats

@@ -216,3 +216,122 @@ def test_latencies_are_capped_but_frames_still_counted(monkeypatch):
     stats = run(source, lambda f: f, [sink], live=False)
     assert stats.frames_written == 60 and len(stats.latencies) == 25
     assert stats.latency_percentile(50) is not None and max(stats.latencies) >= 0
+
+
+class ThreadSink(ListSink):
+    """Records which thread wrote, whether the pipeline's sink thread was still running at
+    close(), and can be slow to write."""
+
+    def __init__(self, delay: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.delay = delay
+        self.threads: set[int] = set()
+        self.writer_alive_at_close: bool | None = None
+
+    def write(self, frame):
+        self.threads.add(threading.get_ident())
+        if self.delay:
+            time.sleep(self.delay)
+        super().write(frame)
+
+    def close(self):
+        self.writer_alive_at_close = any(t.name == "livefilter-writer" and t.is_alive()
+                                         for t in threading.enumerate())
+        super().close()
+
+
+class MainThreadSink(ThreadSink):
+    main_thread_only = True
+
+
+def test_file_runs_write_on_a_sink_thread_live_runs_on_the_caller():
+    caller = threading.get_ident()
+    file_sink, live_sink, pinned = ThreadSink(), ThreadSink(), MainThreadSink()
+    run(ListSource(20), lambda f: f, [file_sink], live=False)
+    run(ListSource(20, live=True, delay=0.002), lambda f: f, [live_sink], live=True, queue_size=1)
+    run(ListSource(20), lambda f: f, [pinned], live=False)
+    assert len(file_sink.threads) == 1 and caller not in file_sink.threads
+    assert live_sink.threads == {caller}  # a preview window must be driven from this thread
+    assert pinned.threads == {caller} and len(pinned.frames) == 20
+    assert file_sink.writer_alive_at_close is False  # closed only after the sink thread ended
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_post_stage_sees_every_processed_frame_in_order_before_the_sinks(live):
+    seen: list[int] = []
+
+    def post(frame):
+        seen.append(frame.index)
+        return frame.with_image(frame.image + 1)
+
+    sink = ListSink()
+    stats = run(ListSource(30, live=live, delay=0.01 if live else 0.0), slow(0.001), [sink], live=live,
+                queue_size=30 if live else 2, post=post)
+    written = [f.index for f in sink.frames]
+    assert seen == written == sorted(written) and stats.frames_written == len(written) > 0
+    assert int(sink.frames[2].image[0, 0, 0]) == 255 - sink.frames[2].index + 1  # process, then post
+    if not live:
+        assert written == list(range(30))
+
+
+def test_stop_writes_every_frame_already_processed():
+    """Ctrl-C / stop_event with a slow writer: the frames the model finished are all written,
+    in order, before the sinks are closed (the file keeps every converted frame)."""
+    processed: list[int] = []
+
+    def process(frame):
+        processed.append(frame.index)
+        return frame
+
+    source, sink = ListSource(10_000), ThreadSink(delay=0.02)
+    stop = threading.Event()
+    threading.Timer(0.4, stop.set).start()
+    stats = run(source, process, [sink], live=False, stop_event=stop)
+    assert stats.interrupted and not sink.ended and sink.closed
+    assert [f.index for f in sink.frames] == processed == list(range(len(processed)))
+    assert stats.frames_written == len(processed) > 0
+    assert sink.writer_alive_at_close is False
+
+
+def test_keyboard_interrupt_with_a_slow_writer_still_writes_what_was_processed():
+    count = 0
+
+    def process(frame):
+        nonlocal count
+        if frame.index == 12:
+            raise KeyboardInterrupt
+        count += 1
+        return frame
+
+    sink = ThreadSink(delay=0.01)
+    stats = run(ListSource(100), process, [sink], live=False)
+    assert stats.interrupted and len(sink.frames) == count == 12 and sink.closed
+
+
+def test_sink_error_on_the_sink_thread_is_raised_while_the_source_is_slow():
+    """The writer fails while the calling thread waits for the next frame: the run still ends
+    with the sink's error and aborts it, without waiting for the source to finish."""
+    source, bad = ListSource(200, delay=0.02), AbortableSink(fail_at=2)
+    with pytest.raises(OSError, match="disk full"):
+        run(source, lambda f: f, [bad], live=False)
+    assert bad.aborted and not bad.closed and source.closed
+    assert source.i < 200  # stopped early rather than reading the whole source
+
+
+def test_post_error_aborts_the_sinks():
+    def post(frame):
+        if frame.index == 4:
+            raise ValueError("temporal stage failed")
+        return frame
+
+    source, sink = ListSource(50), AbortableSink()
+    with pytest.raises(ValueError, match="temporal stage failed"):
+        run(source, lambda f: f, [sink], live=False, post=post)
+    assert len(sink.frames) == 4 and sink.aborted and source.closed
+
+
+def test_stop_pipeline_from_a_slow_sink_on_the_sink_thread():
+    source, sink = ListSource(1000), ThreadSink(delay=0.005, stop_after=8)
+    stats = run(source, lambda f: f, [sink], live=False)
+    assert stats.stopped_by_user and not stats.interrupted
+    assert len(sink.frames) == 8 and not sink.ended and sink.closed and source.closed

@@ -153,6 +153,8 @@ class PreviewSink:
     ``frame.capture_time`` to just after the picture was handed to the window system.
     """
 
+    main_thread_only = True  # the pipeline must call it from the thread that created it
+
     def __init__(self, title: str = "livefilter", side_by_side: bool = False, overlay: bool = False,
                  *, max_size: tuple[int, int] = (1280, 720)) -> None:
         check_display()
