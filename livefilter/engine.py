@@ -25,6 +25,7 @@ DEFAULT_STYLE = "hayao"
 DEFAULT_RESOLUTION = 256
 MULTIPLE_KEY = "livefilter.multiple"
 _PROBE_MULTIPLES = (4, 8, 16, 32)
+_IN_SCALE = np.float32(1 / 127.5)  # uint8 -> [-1, 1]: x * _IN_SCALE - 1
 
 # Short names a user types -> onnxruntime provider names.
 PROVIDER_ALIASES = {
@@ -206,17 +207,54 @@ class Engine:
                               f"(multiples {_PROBE_MULTIPLES}); expected an image-to-image generator")
 
     # --- inference ----------------------------------------------------------------------
-    def _run(self, rgb: np.ndarray, run_options: object = None) -> np.ndarray:
-        """HxWx3 float in [-1, 1] -> HxWx3 float, whatever the model's layout."""
-        x = rgb.transpose(2, 0, 1)[None] if self.layout == "NCHW" else rgb[None]
+    def _infer(self, x: np.ndarray, run_options: object = None) -> np.ndarray:
+        """One batch of one picture in the model's layout -> its (1, 3, H, W) or (1, H, W, 3) output."""
         y = self.session.run(None, {self.input_name: np.ascontiguousarray(x, self.dtype)},
                              run_options)[0]
         if y.ndim != 4 or y.shape[0] != 1:
             raise LivefilterError(f"model {self.path}: output shape {y.shape}, expected one image")
-        y = y[0].transpose(1, 2, 0) if self.layout == "NCHW" else y[0]
-        if y.shape[2] != 3:
-            raise LivefilterError(f"model {self.path}: output has {y.shape[2]} channels, expected 3")
+        channels = y.shape[1] if self.layout == "NCHW" else y.shape[3]
+        if channels != 3:
+            raise LivefilterError(f"model {self.path}: output has {channels} channels, expected 3")
         return y
+
+    def _run(self, rgb: np.ndarray, run_options: object = None) -> np.ndarray:
+        """HxWx3 float in [-1, 1] -> HxWx3 float, whatever the model's layout."""
+        x = rgb.transpose(2, 0, 1)[None] if self.layout == "NCHW" else rgb[None]
+        y = self._infer(x, run_options)
+        return y[0].transpose(1, 2, 0) if self.layout == "NCHW" else y[0]
+
+    def _to_input(self, bgr: np.ndarray) -> np.ndarray:
+        """BGR uint8 (padded) -> the model's input: RGB in [-1, 1], in its layout.
+
+        Written channel by channel into one buffer: the same float32 arithmetic as
+        ``rgb.astype(float32) * (1 / 127.5) - 1`` (bit for bit) without its temporary arrays,
+        a few times faster on a 456x256 picture.
+        """
+        h, w = bgr.shape[:2]
+        if self.layout == "NCHW":
+            x = np.empty((1, 3, h, w), np.float32)
+            for c in range(3):
+                np.multiply(bgr[:, :, 2 - c], _IN_SCALE, out=x[0, c])
+        else:
+            x = np.empty((1, h, w, 3), np.float32)
+            np.multiply(bgr[:, :, ::-1], _IN_SCALE, out=x[0])
+        np.subtract(x, np.float32(1.0), out=x)
+        return x
+
+    @staticmethod
+    def _to_bgr8(planes: np.ndarray) -> np.ndarray:
+        """(3, H, W) RGB float in [-1, 1] (any strides) -> HxWx3 BGR uint8.
+
+        The same float32 arithmetic as ``clip((y + 1) * 127.5 + 0.5, 0, 255)`` truncated to
+        uint8 (bit for bit), done in place on one copy, then merged to BGR by OpenCV.
+        """
+        t = np.add(planes, np.float32(1.0), dtype=np.float32)
+        np.multiply(t, np.float32(127.5), out=t)
+        np.add(t, np.float32(0.5), out=t)
+        np.clip(t, 0, 255, out=t)
+        u = t.astype(np.uint8)
+        return cv2.merge((u[2], u[1], u[0]))
 
     def internal_size(self, width: int, height: int) -> tuple[int, int]:
         """The (w, h) the picture is resized to before padding: short side = resolution."""
@@ -253,12 +291,12 @@ class Engine:
         if (th, tw) != (ih, iw):
             border = cv2.BORDER_REFLECT_101 if min(ih, iw) > 1 else cv2.BORDER_REPLICATE
             small = cv2.copyMakeBorder(small, top, th - ih - top, left, tw - iw - left, border)
-        rgb = small[:, :, ::-1].astype(np.float32) * (1 / 127.5) - 1.0
-        out = self._run(rgb).astype(np.float32, copy=False)
-        if out.shape[:2] != (th, tw):  # generators that change scale: map back to the padded size
-            out = cv2.resize(out, (tw, th), interpolation=cv2.INTER_LINEAR)
-        out = out[top:top + ih, left:left + iw]
-        out = np.clip((out + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)[:, :, ::-1]
+        y = self._infer(self._to_input(small))
+        planes = y[0] if self.layout == "NCHW" else y[0].transpose(2, 0, 1)
+        if planes.shape[1:] != (th, tw):  # generators that change scale: map back to the padded size
+            hwc = planes.transpose(1, 2, 0).astype(np.float32, copy=False)
+            planes = cv2.resize(hwc, (tw, th), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+        out = self._to_bgr8(planes[:, top:top + ih, left:left + iw])
         if (iw, ih) != (width, height):
             out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
         return np.ascontiguousarray(out)

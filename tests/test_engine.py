@@ -138,3 +138,17 @@ def test_teachers_load_with_their_layout_and_multiple(name, layout, multiple):
     out = engine(image)
     assert out.shape == image.shape
     assert out.std() > 5  # a real picture came back, not a flat fill
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny_nhwc"])
+def test_conversions_are_bit_exact_with_the_plain_formulas(models, name):
+    """The engine converts to and from the model's range in place, channel by channel: the
+    result must equal, bit for bit, the plain ``x / 127.5 - 1`` and ``(y + 1) * 127.5`` maths."""
+    engine = Engine(models[name], resolution=None)  # 64x48 needs no resize and no padding
+    picture = draw_frame(4, 64, 48)
+    rgb = picture[:, :, ::-1].astype(np.float32) * (1 / 127.5) - 1.0
+    y = engine._run(rgb).astype(np.float32)
+    expected = np.clip((y + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)[:, :, ::-1]
+    result = engine(picture)
+    assert result.flags.c_contiguous
+    np.testing.assert_array_equal(result, expected)
