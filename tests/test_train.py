@@ -100,8 +100,12 @@ def test_student_export_dynamic_size(tmp_path: Path) -> None:
     model = Student(TINY).eval()
     path = tmp_path / "s.onnx"
     export_onnx(model, path, {"livefilter.teacher": "x.onnx"})
-    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    graph = onnx.load(str(path))
+    meta = {p.key: p.value for p in graph.metadata_props}
     assert meta["livefilter.multiple"] == "8" and meta["livefilter.layout"] == "NCHW"
+    # pixel-unshuffle goes out as SpaceToDepth, not the slow 6-D transpose
+    ops = {n.op_type for n in graph.graph.node}
+    assert "SpaceToDepth" in ops and "Transpose" not in ops
     gen = OnnxGenerator(path, threads=1)
     assert gen.layout == "NCHW" and gen.multiple == 8
     for h, w in ((64, 96), (40, 24)):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from . import data as D
 from .fidelity import score, summarise
 from .losses import DistillLoss, LossWeights
-from .model import MULTIPLE, Student, StudentConfig, count_params, export_onnx
+from .model import MULTIPLE, UNSHUFFLE_META, Student, StudentConfig, count_params, export_onnx, to_dcr
 from .teacher import to_uint8
 
 
@@ -164,6 +164,8 @@ def load_onnx_student(path: Path) -> tuple[StudentConfig, dict[str, torch.Tensor
         raise SystemExit(f"distill: error: {path} has no livefilter.arch metadata: not a student exported by livefilter")
     cfg = StudentConfig(**json.loads(meta["livefilter.arch"]))
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
+    if meta.get(UNSHUFFLE_META) == "dcr":
+        weights = to_dcr(weights, cfg, inverse=True)
     return cfg, weights
 
 

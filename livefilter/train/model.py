@@ -18,6 +18,47 @@ import torch.nn.functional as F
 from torch import nn
 
 MULTIPLE = 8
+UNSHUFFLE_META = "livefilter.unshuffle"  # "dcr": stem/down weights are stored for ONNX SpaceToDepth order
+
+
+class _SpaceToDepthDCR(torch.autograd.Function):
+    """Space-to-depth in ONNX's DCR channel order, exported as one SpaceToDepth node.
+
+    torch's pixel_unshuffle exports as a 6-D Reshape/Transpose/Reshape, which onnxruntime runs
+    about 10x slower than its SpaceToDepth kernel (2.5 vs 0.25 ms on a 256x448 picture here).
+    The two orders differ only by a channel permutation, which the next convolution absorbs.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, r: int) -> torch.Tensor:  # noqa: ARG004
+        n, c, h, w = x.shape
+        y = x.reshape(n, c, h // r, r, w // r, r).permute(0, 3, 5, 1, 2, 4)
+        return y.reshape(n, r * r * c, h // r, w // r)
+
+    @staticmethod
+    def symbolic(g, x, r: int):  # noqa: ANN001
+        return g.op("SpaceToDepth", x, blocksize_i=r)
+
+
+def dcr_permutation(channels: int, r: int) -> list[int]:
+    """perm such that conv_weight[:, perm] reads DCR-ordered input as it read pixel_unshuffle's."""
+    perm = [0] * (channels * r * r)
+    for c in range(channels):
+        for i in range(r):
+            for j in range(r):
+                perm[(i * r + j) * channels + c] = c * r * r + i * r + j
+    return perm
+
+
+def to_dcr(weights: dict[str, torch.Tensor], cfg: "StudentConfig", inverse: bool = False) -> dict[str, torch.Tensor]:
+    """Reorder the input channels of the two convolutions that follow a space-to-depth."""
+    out = dict(weights)
+    for name, channels, r in (("stem.weight", 3, 4), ("down.weight", cfg.c1, 2)):
+        perm = torch.tensor(dcr_permutation(channels, r))
+        if inverse:
+            perm = torch.argsort(perm)
+        out[name] = weights[name][:, perm].contiguous()
+    return out
 
 
 @dataclass
@@ -70,10 +111,15 @@ class Student(nn.Module):
         else:
             self.head = nn.Conv2d(c1, 48, 1)
 
+    dcr = False  # True only on the copy export_onnx makes: weights reordered for SpaceToDepth
+
+    def _unshuffle(self, x: torch.Tensor, r: int) -> torch.Tensor:
+        return _SpaceToDepthDCR.apply(x, r) if self.dcr else F.pixel_unshuffle(x, r)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = F.relu(self.stem(F.pixel_unshuffle(x, 4)))
+        s = F.relu(self.stem(self._unshuffle(x, 4)))
         e = self.enc(s)
-        m = F.relu(self.down(F.pixel_unshuffle(e, 2)))
+        m = F.relu(self.down(self._unshuffle(e, 2)))
         m = self.mid(m)
         u = F.pixel_shuffle(self.up(m), 2)
         d = self.dec(e + u)  # no ReLU here: a negative-going branch must not silence the skip
@@ -89,13 +135,16 @@ def export_onnx(model: Student, path: Path, extra_meta: dict[str, str] | None = 
     import onnx
 
     model = model.eval()
+    fast = Student(model.cfg).eval()
+    fast.load_state_dict(to_dcr(model.state_dict(), model.cfg))
+    fast.dcr = True
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
     dummy = torch.zeros(1, 3, 64, 64)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact here
         warnings.simplefilter("ignore")
-        _export(model, dummy, tmp)
+        _export(fast, dummy, tmp)
     m = onnx.load(str(tmp))
     meta = {
         "livefilter.multiple": str(MULTIPLE),
@@ -103,6 +152,7 @@ def export_onnx(model: Student, path: Path, extra_meta: dict[str, str] | None = 
         "livefilter.range": "-1,1",
         "livefilter.color": "RGB",
         "livefilter.arch": json_config(model.cfg),
+        UNSHUFFLE_META: "dcr",
     }
     meta.update(extra_meta or {})
     del m.metadata_props[:]
