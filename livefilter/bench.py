@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -328,16 +327,12 @@ class _RecordingSink:
         pass
 
 
-def _stages(engine, temporal) -> dict:
-    """``process`` (engine) and ``post`` (temporal) keyword arguments for the pipeline, as the CLI
-    passes them: file runs smooth and encode on the sink thread while the model works."""
-    def process(frame):
-        return replace(frame, image=engine(frame.image), original=frame.image)
+def _stage_kwargs(engine, temporal) -> dict:
+    """The pipeline's ``process`` and ``post`` as the CLI wires them."""
+    from livefilter.pipeline import stages
 
-    def post(frame):
-        return replace(frame, image=temporal(frame.original, frame.image))
-
-    return {"process": process, "post": post if temporal is not None else None}
+    process, post = stages(engine, temporal)
+    return {"process": process, "post": post}
 
 
 def _temporal_for(args: argparse.Namespace):
@@ -366,7 +361,7 @@ def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> 
     timer = threading.Timer(seconds, stop.set)
     timer.start()
     try:
-        stats = run_pipeline(source, sinks=[sink], live=True, stop_event=stop, **_stages(engine, temporal),
+        stats = run_pipeline(source, sinks=[sink], live=True, stop_event=stop, **_stage_kwargs(engine, temporal),
                              queue_size=int(getattr(args, "queue_size", 2)))
     finally:
         timer.cancel()
@@ -409,7 +404,7 @@ def bench_convert(args: argparse.Namespace, engine, clip: Path, max_frames: int 
 
     with tempfile.TemporaryDirectory(prefix="livefilter-bench-") as tmp:
         sink = VideoFileSink(Path(tmp) / "out.mp4", template=clip, fps=source.fps, size=source.size)
-        stats = run_pipeline(source, sinks=[sink], live=False, stop_event=stop, **_stages(engine, temporal),
+        stats = run_pipeline(source, sinks=[sink], live=False, stop_event=stop, **_stage_kwargs(engine, temporal),
                              progress=progress)
     duration = stats.frames_written / source.fps
     return {

@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -172,11 +171,7 @@ def load_engine(args: argparse.Namespace):
 
 def make_stages(engine, args: argparse.Namespace
                 ) -> tuple[Callable[[Frame], Frame], Callable[[Frame], Frame] | None]:
-    """The pipeline's ``process`` (the engine) and ``post`` (the temporal stage, or None).
-
-    Kept apart so file conversion can smooth and encode one frame while the model works on
-    the next; ``post`` sees every frame in order, as the temporal stage requires.
-    """
+    """The pipeline's ``process`` and ``post`` stages for the temporal options in ``args``."""
     temporal = None
     if getattr(args, "temporal", "off") != "off":
         from livefilter.temporal import make_temporal
@@ -185,14 +180,9 @@ def make_stages(engine, args: argparse.Namespace
             temporal = make_temporal(args.temporal, args.strength)
         except ValueError as exc:
             raise LivefilterError(str(exc)) from None
+    from livefilter.pipeline import stages
 
-    def process(frame: Frame) -> Frame:
-        return replace(frame, image=engine(frame.image), original=frame.image)
-
-    def post(frame: Frame) -> Frame:
-        return replace(frame, image=temporal(frame.original, frame.image))
-
-    return process, (post if temporal is not None else None)
+    return stages(engine, temporal)
 
 
 class _GracefulStop:

@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 import numpy as np
@@ -336,6 +336,22 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     if error is not None:
         raise error
     return stats
+
+
+def stages(engine: Callable, temporal: Callable | None
+           ) -> tuple[Callable[[Frame], Frame], Callable[[Frame], Frame] | None]:
+    """``process`` (the engine) and ``post`` (the temporal stage, or None) for `run`.
+
+    Kept apart so file conversion can smooth and encode one frame while the model works on
+    the next; ``post`` sees every frame in order, as the temporal stage requires.
+    """
+    def process(frame: Frame) -> Frame:
+        return replace(frame, image=engine(frame.image), original=frame.image)
+
+    def post(frame: Frame) -> Frame:
+        return replace(frame, image=temporal(frame.original, frame.image))
+
+    return process, (post if temporal is not None else None)
 
 
 def _stop_capture(capture: threading.Thread, frames: queue.Queue, source,
