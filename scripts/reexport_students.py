@@ -16,12 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from livefilter.train.distill import load_onnx_student  # noqa: E402
-from livefilter.train.model import Student, export_onnx  # noqa: E402
-
-# set by export_onnx itself; everything else in the old file's metadata is carried over
-_EXPORT_KEYS = {"livefilter.multiple", "livefilter.layout", "livefilter.range", "livefilter.color",
-                "livefilter.arch", "livefilter.unshuffle"}
+from livefilter.train.model import Student, export_onnx, load_onnx_student  # noqa: E402
 
 
 def reexport(path: Path) -> float:
@@ -31,7 +26,8 @@ def reexport(path: Path) -> float:
     cfg, weights = load_onnx_student(path)
     model = Student(cfg).eval()
     model.load_state_dict(weights)
-    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props if p.key not in _EXPORT_KEYS}
+    # carried over (teacher, steps, ...); export_onnx rewrites the keys that describe the file
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     new = path.with_suffix(".new.onnx")
     export_onnx(model, new, meta)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 256, 448)).astype(np.float32)

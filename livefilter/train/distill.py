@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from . import data as D
 from .fidelity import score, summarise
 from .losses import DistillLoss, LossWeights
-from .model import MULTIPLE, UNSHUFFLE_META, Student, StudentConfig, count_params, export_onnx, to_dcr
+from .model import MULTIPLE, Student, StudentConfig, count_params, export_onnx, load_onnx_student
 from .teacher import to_uint8
 
 
@@ -151,22 +151,6 @@ def lr_at(step: int, total: int, base: float, warmup: int = 100, time_frac: floa
         return base * (step + 1) / warmup
     frac = min(1.0, max(time_frac, (step - warmup) / max(1, total - warmup)))
     return base * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-
-def load_onnx_student(path: Path) -> tuple[StudentConfig, dict[str, torch.Tensor]]:
-    """Architecture and weights of a student this code exported, so a shipped file can be fine-tuned."""
-    import onnx
-    from onnx import numpy_helper
-
-    m = onnx.load(str(path))
-    meta = {p.key: p.value for p in m.metadata_props}
-    if "livefilter.arch" not in meta:
-        raise SystemExit(f"distill: error: {path} has no livefilter.arch metadata: not a student exported by livefilter")
-    cfg = StudentConfig(**json.loads(meta["livefilter.arch"]))
-    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
-    if meta.get(UNSHUFFLE_META) == "dcr":
-        weights = to_dcr(weights, cfg, inverse=True)
-    return cfg, weights
 
 
 def teacher_cache_dir(root: Path, teacher: Path) -> Path:

@@ -9,8 +9,9 @@ any H, W that is a multiple of 8 works.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -146,7 +147,8 @@ def export_onnx(model: Student, path: Path, extra_meta: dict[str, str] | None = 
         warnings.simplefilter("ignore")
         _export(fast, dummy, tmp)
     m = onnx.load(str(tmp))
-    meta = {
+    meta = dict(extra_meta or {})  # the exporter's own facts below always win
+    meta |= {
         "livefilter.multiple": str(MULTIPLE),
         "livefilter.layout": "NCHW",
         "livefilter.range": "-1,1",
@@ -154,7 +156,6 @@ def export_onnx(model: Student, path: Path, extra_meta: dict[str, str] | None = 
         "livefilter.arch": json_config(model.cfg),
         UNSHUFFLE_META: "dcr",
     }
-    meta.update(extra_meta or {})
     del m.metadata_props[:]
     for k, v in meta.items():
         entry = m.metadata_props.add()
@@ -165,8 +166,6 @@ def export_onnx(model: Student, path: Path, extra_meta: dict[str, str] | None = 
 
 
 def json_config(cfg: StudentConfig) -> str:
-    import json
-
     return json.dumps(asdict(cfg), sort_keys=True)
 
 
@@ -182,3 +181,19 @@ def _export(model: nn.Module, dummy: torch.Tensor, tmp: Path) -> None:
         do_constant_folding=True,
         dynamo=False,
     )
+
+
+def load_onnx_student(path: Path) -> tuple[StudentConfig, dict[str, torch.Tensor]]:
+    """Architecture and weights of a student this code exported, so a shipped file can be fine-tuned."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    meta = {p.key: p.value for p in m.metadata_props}
+    if "livefilter.arch" not in meta:
+        raise SystemExit(f"distill: error: {path} has no livefilter.arch metadata: not a student exported by livefilter")
+    cfg = StudentConfig(**json.loads(meta["livefilter.arch"]))
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
+    if meta.get(UNSHUFFLE_META) == "dcr":
+        weights = to_dcr(weights, cfg, inverse=True)
+    return cfg, weights
