@@ -3,6 +3,7 @@ dynamic-size ONNX the runtime can read, and a tiny end-to-end distill run resume
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -78,10 +79,11 @@ def test_line_correlation_loss_scores_like_pearson() -> None:
     assert float(s.grad.abs().sum()) > 0
 
 
-def test_exported_student_loads_back_for_fine_tuning(tmp_path: Path) -> None:
-    """--init accepts a shipped .onnx: same architecture, same outputs."""
+@pytest.mark.parametrize("cfg", [TINY, replace(TINY, detail=8, refine=4)], ids=["plain", "detail+refine"])
+def test_exported_student_loads_back_for_fine_tuning(tmp_path: Path, cfg: StudentConfig) -> None:
+    """--init accepts a shipped .onnx: same architecture, same outputs (every space-to-depth reorder undone)."""
     torch.manual_seed(1)
-    model = Student(TINY).eval()
+    model = Student(cfg).eval()
     with torch.no_grad():  # trained weights: no two tensors alike (the exporter merges equal ones)
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.1)
@@ -96,8 +98,13 @@ def test_exported_student_loads_back_for_fine_tuning(tmp_path: Path) -> None:
         assert torch.allclose(again(x), model(x), atol=1e-6)
 
 
-def test_student_export_dynamic_size(tmp_path: Path) -> None:
-    model = Student(TINY).eval()
+@pytest.mark.parametrize("cfg", [TINY, replace(TINY, detail=8, refine=4)], ids=["plain", "detail+refine"])
+def test_student_export_dynamic_size(tmp_path: Path, cfg: StudentConfig) -> None:
+    torch.manual_seed(2)
+    model = Student(cfg).eval()
+    with torch.no_grad():  # zero-initialised branches would hide a wrong channel order
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
     path = tmp_path / "s.onnx"
     export_onnx(model, path, {"livefilter.teacher": "x.onnx"})
     graph = onnx.load(str(path))

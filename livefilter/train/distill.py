@@ -15,7 +15,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-enc", type=int, default=StudentConfig.n_enc)
     p.add_argument("--n-mid", type=int, default=StudentConfig.n_mid)
     p.add_argument("--n-dec", type=int, default=StudentConfig.n_dec)
+    p.add_argument("--detail", type=int, default=StudentConfig.detail,
+                   help="width of the patch MLP that reads raw input pixels (0: none; added to an --init student)")
+    p.add_argument("--refine", type=int, default=StudentConfig.refine,
+                   help="width of the 1/2-resolution refinement (0: none; added to an --init student)")
     p.add_argument("--w-line", type=float, default=LossWeights.line)
     p.add_argument("--w-grad", type=float, default=LossWeights.grad)
     p.add_argument("--w-ssim", type=float, default=LossWeights.ssim)
@@ -211,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_progress:
             print(line, flush=True)
 
-    cfg = StudentConfig(c1=args.c1, c2=args.c2, n_enc=args.n_enc, n_mid=args.n_mid, n_dec=args.n_dec)
+    cfg = StudentConfig(c1=args.c1, c2=args.c2, n_enc=args.n_enc, n_mid=args.n_mid, n_dec=args.n_dec,
+                        detail=args.detail, refine=args.refine)
     model = Student(cfg)
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
@@ -232,12 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     elif args.init is not None:
         if args.init.suffix == ".onnx":
             cfg, weights = load_onnx_student(args.init)
+            # new branches start as no-ops, so growing them onto a trained student keeps its output
+            cfg = replace(cfg, detail=args.detail or cfg.detail, refine=args.refine or cfg.refine)
             model, ema = Student(cfg), Student(cfg)
             opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
         else:
             weights = torch.load(args.init, map_location="cpu", weights_only=False)["ema"]
-        model.load_state_dict(weights)
-        ema.load_state_dict(weights)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if unexpected or any(not k.startswith(("detail_", "refine_")) for k in missing):
+            print(f"distill: error: {args.init} does not match the student architecture", file=sys.stderr)
+            return 2
+        ema.load_state_dict(model.state_dict())
         log(f"initialised from {args.init}")
 
     meta = {"livefilter.teacher": args.teacher.name, "livefilter.params": str(count_params(ema))}

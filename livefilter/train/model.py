@@ -54,11 +54,19 @@ def dcr_permutation(channels: int, r: int) -> list[int]:
 def to_dcr(weights: dict[str, torch.Tensor], cfg: "StudentConfig", inverse: bool = False) -> dict[str, torch.Tensor]:
     """Reorder the input channels of the two convolutions that follow a space-to-depth."""
     out = dict(weights)
-    for name, channels, r in (("stem.weight", 3, 4), ("down.weight", cfg.c1, 2)):
+    # (weight, first input channel, channels before the space-to-depth, block size)
+    folded = [("stem.weight", 0, 3, 4), ("down.weight", 0, cfg.c1, 2)]
+    if cfg.detail:
+        folded.append(("detail_in.weight", cfg.c1, 3, 4))  # reads cat(decoder features, raw patch)
+    if cfg.refine:
+        folded += [("refine_in.weight", 0, 3, 2), ("refine_in.weight", 12, 3, 2)]  # cat(input, output)
+    for name, start, channels, r in folded:
         perm = torch.tensor(dcr_permutation(channels, r))
         if inverse:
             perm = torch.argsort(perm)
-        out[name] = weights[name][:, perm].contiguous()
+        w = out[name].clone()
+        w[:, start:start + len(perm)] = w[:, start + perm]
+        out[name] = w.contiguous()
     return out
 
 
@@ -71,6 +79,8 @@ class StudentConfig:
     n_dec: int = 2  # residual blocks at 1/4 after coming back
     stem3x3: bool = True  # dense 3x3 stem on the unshuffled patches (sharper line pickup)
     head3x3: bool = True  # dense 3x3 head (smooth seams between predicted 4x4 patches)
+    detail: int = 0  # width of a per-patch MLP reading decoder features + the raw 4x4 input patch (0: none)
+    refine: int = 0  # width of a 1/2-resolution 3x3 refinement of the output from the input (0: none)
 
 
 class DSBlock(nn.Module):
@@ -111,6 +121,16 @@ class Student(nn.Module):
             self.head = nn.Conv2d(c1, 48, 3, padding=1)
         else:
             self.head = nn.Conv2d(c1, 48, 1)
+        if cfg.detail:  # nonlinear patch decoder with the input's own pixels: where fine lines come from
+            self.detail_in = nn.Conv2d(c1 + 48, cfg.detail, 1)
+            self.detail_out = nn.Conv2d(cfg.detail, 48, 1)
+            nn.init.zeros_(self.detail_out.weight)  # starts as a no-op, so a trained student can grow one
+            nn.init.zeros_(self.detail_out.bias)
+        if cfg.refine:  # sees 6x6-pixel neighbourhoods of input and output across patch seams
+            self.refine_in = nn.Conv2d(24, cfg.refine, 3, padding=1)
+            self.refine_out = nn.Conv2d(cfg.refine, 12, 1)
+            nn.init.zeros_(self.refine_out.weight)
+            nn.init.zeros_(self.refine_out.bias)
 
     dcr = False  # True only on the copy export_onnx makes: weights reordered for SpaceToDepth
 
@@ -118,13 +138,20 @@ class Student(nn.Module):
         return _SpaceToDepthDCR.apply(x, r) if self.dcr else F.pixel_unshuffle(x, r)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = F.relu(self.stem(self._unshuffle(x, 4)))
-        e = self.enc(s)
+        patches = self._unshuffle(x, 4)
+        e = self.enc(F.relu(self.stem(patches)))
         m = F.relu(self.down(self._unshuffle(e, 2)))
         m = self.mid(m)
         u = F.pixel_shuffle(self.up(m), 2)
         d = self.dec(e + u)  # no ReLU here: a negative-going branch must not silence the skip
-        return torch.tanh(F.pixel_shuffle(self.head(d), 4))
+        h = self.head(d)
+        if self.cfg.detail:
+            h = h + self.detail_out(F.relu(self.detail_in(torch.cat([d, patches], 1))))
+        y = F.pixel_shuffle(h, 4)
+        if self.cfg.refine:
+            z = torch.cat([self._unshuffle(x, 2), self._unshuffle(y, 2)], 1)
+            y = y + F.pixel_shuffle(self.refine_out(F.relu(self.refine_in(z))), 2)
+        return torch.tanh(y)
 
 
 def count_params(model: nn.Module) -> int:
