@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from livefilter.train import fidelity  # noqa: E402
-from livefilter.train.distill import degrade, load_onnx_student, main as distill_main  # noqa: E402
+from livefilter.train.distill import PairPool, degrade, load_onnx_student, main as distill_main  # noqa: E402
 from livefilter.train.losses import DistillLoss, LossWeights, black_hat, line_correlation  # noqa: E402
 from livefilter.train.model import Student, StudentConfig, export_onnx  # noqa: E402
 from livefilter.train.teacher import OnnxGenerator  # noqa: E402
@@ -156,6 +156,45 @@ def test_distill_end_to_end_resumes(tmp_path: Path) -> None:
     log = (tmp_path / "w" / "train.log").read_text()
     assert "resumed from" in log and "step 4" in log
     assert OnnxGenerator(out, threads=1)(np.zeros((48, 64, 3), np.uint8)).shape == (48, 64, 3)
+
+
+def test_photo_share_draws_from_photos(tmp_path: Path) -> None:
+    """--photo-share 1 trains on photos only; 0 draws every cached pair alike."""
+    pool = PairPool(tmp_path, exclude=set())
+    dark, light = np.full((40, 40, 3), 20, np.uint8), np.full((40, 40, 3), 230, np.uint8)
+    pool.items = {f"p{i}_f-1_s256_j0": (dark, dark) for i in range(2)}
+    pool.items |= {f"c{i}_f{i}_s256_j0": (light, light) for i in range(14)}
+    rng = __import__("random").Random(0)
+    _, only_photos = pool.sample(rng, 64, 32, photo_share=1.0)
+    assert only_photos.max() == 20
+    _, mixed = pool.sample(rng, 64, 32, photo_share=0.0)
+    assert 0.7 < (mixed[:, 0, 0, 0] == 230).mean() < 0.99  # 14 of 16 pairs are clip frames
+
+
+def test_distill_grows_detail_branch_onto_a_student(tmp_path: Path) -> None:
+    """--init FILE --detail N adds the zero-initialised branch: training starts from the same output."""
+    torch.manual_seed(3)
+    base = tmp_path / "base.onnx"
+    trained = Student(TINY)
+    with torch.no_grad():  # no two tensors alike, or the exporter merges them
+        for p in trained.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    export_onnx(trained, base)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        cv2.imwrite(str(photos / f"p{i}.png"), _picture(rng, 48, 64))
+    out = tmp_path / "grown.onnx"
+    args = ["--teacher", str(base), "--photos", str(photos), "--out", str(out), "--work", str(tmp_path / "w"),
+            "--batch", "2", "--crop", "32", "--threads", "1", "--min-pairs", "2", "--no-progress",
+            "--init", str(base), "--detail", "8", "--steps", "1", "--lr", "1e-9", "--eval-every", "100"]
+    assert distill_main(args) == 0
+    cfg, _ = load_onnx_student(out)
+    assert cfg == replace(TINY, detail=8)
+    x = (np.random.default_rng(6).random((48, 64, 3)) * 255).astype(np.uint8)
+    a, b = OnnxGenerator(base, threads=1)(x), OnnxGenerator(out, threads=1)(x)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_distill_bad_teacher_is_one_line_error(tmp_path: Path, capsys) -> None:

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-only", action="store_true", help="fill the teacher cache (in this process) and stop")
     p.add_argument("--min-pairs", type=int, default=48, help="cached pairs needed before training starts")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--photo-share", type=float, default=0.0,
+                   help="fraction of each batch drawn from photos only (0: every cached pair alike)")
     p.add_argument("--c1", type=int, default=StudentConfig.c1)
     p.add_argument("--c2", type=int, default=StudentConfig.c2)
     p.add_argument("--n-enc", type=int, default=StudentConfig.n_enc)
@@ -96,11 +98,14 @@ class PairPool:
             self.items[key] = (xi, ti)
         return len(self.items)
 
-    def sample(self, rng: random.Random, batch: int, crop: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: random.Random, batch: int, crop: int, photo_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """photo_share > 0 draws that fraction of the batch from photos (the rest from any pair):
+        clip frames outnumber photos and repeat one scene, while photos vary."""
         keys = list(self.items)
+        photos = [k for k in keys if "_f-1_" in k]  # cache keys of photos carry frame -1
         xs, ts = [], []
         for _ in range(batch):
-            x, t = self.items[rng.choice(keys)]
+            x, t = self.items[rng.choice(photos if photos and rng.random() < photo_share else keys)]
             h, w = x.shape[:2]
             ch, cw = min(crop, h - h % MULTIPLE), min(crop, w - w % MULTIPLE)
             y0, x0 = rng.randint(0, h - ch), rng.randint(0, w - cw)
@@ -319,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         lr = lr_at(step, args.steps, args.lr, time_frac=time_frac)
         for g in opt.param_groups:
             g["lr"] = lr
-        xb, tb = pool.sample(rng, args.batch, args.crop)
+        xb, tb = pool.sample(rng, args.batch, args.crop, args.photo_share)
         x, t = to_tensor(xb), to_tensor(tb)
         s = model(x)
         loss, parts = crit(s, t)
