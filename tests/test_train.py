@@ -3,6 +3,7 @@ dynamic-size ONNX the runtime can read, and a tiny end-to-end distill run resume
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,24 @@ def _picture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         p2 = tuple(int(v) for v in rng.integers(0, min(h, w), 2))
         cv2.line(img, p1, p2, (10, 10, 10), 1)
     return img
+
+
+def _randomise(model: Student) -> Student:
+    """Trained-like weights: no two tensors alike (the exporter merges equal ones) and no
+    zero-initialised branch that would hide a wrong channel order."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def _photo_folder(root: Path, count: int, h: int, w: int, seed: int) -> Path:
+    photos = root / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        cv2.imwrite(str(photos / f"p{i}.png"), _picture(rng, h, w))
+    return photos
 
 
 def test_black_hat_matches_opencv() -> None:
@@ -83,10 +102,7 @@ def test_line_correlation_loss_scores_like_pearson() -> None:
 def test_exported_student_loads_back_for_fine_tuning(tmp_path: Path, cfg: StudentConfig) -> None:
     """--init accepts a shipped .onnx: same architecture, same outputs (every space-to-depth reorder undone)."""
     torch.manual_seed(1)
-    model = Student(cfg).eval()
-    with torch.no_grad():  # trained weights: no two tensors alike (the exporter merges equal ones)
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.1)
+    model = _randomise(Student(cfg).eval())
     path = tmp_path / "s.onnx"
     export_onnx(model, path)
     cfg, weights = load_onnx_student(path)
@@ -101,10 +117,7 @@ def test_exported_student_loads_back_for_fine_tuning(tmp_path: Path, cfg: Studen
 @pytest.mark.parametrize("cfg", [TINY, replace(TINY, detail=8, refine=4)], ids=["plain", "detail+refine"])
 def test_student_export_dynamic_size(tmp_path: Path, cfg: StudentConfig) -> None:
     torch.manual_seed(2)
-    model = Student(cfg).eval()
-    with torch.no_grad():  # zero-initialised branches would hide a wrong channel order
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.1)
+    model = _randomise(Student(cfg).eval())
     path = tmp_path / "s.onnx"
     export_onnx(model, path, {"livefilter.teacher": "x.onnx"})
     graph = onnx.load(str(path))
@@ -141,11 +154,7 @@ def test_distill_end_to_end_resumes(tmp_path: Path) -> None:
     teacher = tmp_path / "teacher.onnx"
     torch.manual_seed(0)
     export_onnx(Student(TINY), teacher)
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(4)
-    for i in range(6):
-        cv2.imwrite(str(photos / f"p{i}.png"), _picture(rng, 60, 80))
+    photos = _photo_folder(tmp_path, 6, 60, 80, seed=4)
     out = tmp_path / "student.onnx"
     common = ["--teacher", str(teacher), "--photos", str(photos), "--out", str(out), "--work", str(tmp_path / "w"),
               "--batch", "2", "--crop", "32", "--threads", "1", "--min-pairs", "2", "--no-progress",
@@ -164,7 +173,7 @@ def test_photo_share_draws_from_photos(tmp_path: Path) -> None:
     dark, light = np.full((40, 40, 3), 20, np.uint8), np.full((40, 40, 3), 230, np.uint8)
     pool.items = {f"p{i}_f-1_s256_j0": (dark, dark) for i in range(2)}
     pool.items |= {f"c{i}_f{i}_s256_j0": (light, light) for i in range(14)}
-    rng = __import__("random").Random(0)
+    rng = random.Random(0)
     _, only_photos = pool.sample(rng, 64, 32, photo_share=1.0)
     assert only_photos.max() == 20
     _, mixed = pool.sample(rng, 64, 32, photo_share=0.0)
@@ -175,16 +184,8 @@ def test_distill_grows_detail_branch_onto_a_student(tmp_path: Path) -> None:
     """--init FILE --detail N adds the zero-initialised branch: training starts from the same output."""
     torch.manual_seed(3)
     base = tmp_path / "base.onnx"
-    trained = Student(TINY)
-    with torch.no_grad():  # no two tensors alike, or the exporter merges them
-        for p in trained.parameters():
-            p.copy_(torch.randn_like(p) * 0.1)
-    export_onnx(trained, base)
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(4):
-        cv2.imwrite(str(photos / f"p{i}.png"), _picture(rng, 48, 64))
+    export_onnx(_randomise(Student(TINY)), base)
+    photos = _photo_folder(tmp_path, 4, 48, 64, seed=5)
     out = tmp_path / "grown.onnx"
     args = ["--teacher", str(base), "--photos", str(photos), "--out", str(out), "--work", str(tmp_path / "w"),
             "--batch", "2", "--crop", "32", "--threads", "1", "--min-pairs", "2", "--no-progress",

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 MULTIPLE = 8
-UNSHUFFLE_META = "livefilter.unshuffle"  # "dcr": stem/down weights are stored for ONNX SpaceToDepth order
+UNSHUFFLE_META = "livefilter.unshuffle"  # "dcr": weights after each space-to-depth are stored for ONNX's order
 
 
 class _SpaceToDepthDCR(torch.autograd.Function):
@@ -52,7 +52,7 @@ def dcr_permutation(channels: int, r: int) -> list[int]:
 
 
 def to_dcr(weights: dict[str, torch.Tensor], cfg: "StudentConfig", inverse: bool = False) -> dict[str, torch.Tensor]:
-    """Reorder the input channels of the two convolutions that follow a space-to-depth."""
+    """Reorder the input channels that come from a space-to-depth, in every convolution reading one."""
     out = dict(weights)
     # (weight, first input channel, channels before the space-to-depth, block size)
     folded = [("stem.weight", 0, 3, 4), ("down.weight", 0, cfg.c1, 2)]
