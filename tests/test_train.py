@@ -98,7 +98,7 @@ def test_line_correlation_loss_scores_like_pearson() -> None:
     assert float(s.grad.abs().sum()) > 0
 
 
-@pytest.mark.parametrize("cfg", [TINY, replace(TINY, detail=8, refine=4)], ids=["plain", "detail+refine"])
+@pytest.mark.parametrize("cfg", [TINY, replace(TINY, detail=8, detail_depth=2, refine=4)], ids=["plain", "detail+refine"])
 def test_exported_student_loads_back_for_fine_tuning(tmp_path: Path, cfg: StudentConfig) -> None:
     """--init accepts a shipped .onnx: same architecture, same outputs (every space-to-depth reorder undone)."""
     torch.manual_seed(1)
@@ -114,7 +114,7 @@ def test_exported_student_loads_back_for_fine_tuning(tmp_path: Path, cfg: Studen
         assert torch.allclose(again(x), model(x), atol=1e-6)
 
 
-@pytest.mark.parametrize("cfg", [TINY, replace(TINY, detail=8, refine=4)], ids=["plain", "detail+refine"])
+@pytest.mark.parametrize("cfg", [TINY, replace(TINY, detail=8, detail_depth=2, refine=4)], ids=["plain", "detail+refine"])
 def test_student_export_dynamic_size(tmp_path: Path, cfg: StudentConfig) -> None:
     torch.manual_seed(2)
     model = _randomise(Student(cfg).eval())
@@ -180,8 +180,17 @@ def test_photo_share_draws_from_photos(tmp_path: Path) -> None:
     assert 0.7 < (mixed[:, 0, 0, 0] == 230).mean() < 0.99  # 14 of 16 pairs are clip frames
 
 
-def test_distill_grows_detail_branch_onto_a_student(tmp_path: Path) -> None:
-    """--init FILE --detail N adds the zero-initialised branch: training starts from the same output."""
+GROWTHS = {
+    "detail": (["--detail", "8"], replace(TINY, detail=8)),
+    "deeper": (["--n-mid", "2", "--n-dec", "3", "--detail", "8", "--detail-depth", "3"],
+               replace(TINY, n_mid=2, n_dec=3, detail=8, detail_depth=3)),
+}
+
+
+@pytest.mark.parametrize("growth", GROWTHS.values(), ids=GROWTHS.keys())
+def test_distill_grows_a_student(tmp_path: Path, growth: tuple[list[str], StudentConfig]) -> None:
+    """--init FILE with a detail branch or more blocks adds them as no-ops: training starts from the same output."""
+    grow_args, grown_cfg = growth
     torch.manual_seed(3)
     base = tmp_path / "base.onnx"
     export_onnx(_randomise(Student(TINY)), base)
@@ -189,10 +198,10 @@ def test_distill_grows_detail_branch_onto_a_student(tmp_path: Path) -> None:
     out = tmp_path / "grown.onnx"
     args = ["--teacher", str(base), "--photos", str(photos), "--out", str(out), "--work", str(tmp_path / "w"),
             "--batch", "2", "--crop", "32", "--threads", "1", "--min-pairs", "2", "--no-progress",
-            "--init", str(base), "--detail", "8", "--steps", "1", "--lr", "1e-9", "--eval-every", "100"]
+            "--init", str(base), *grow_args, "--steps", "1", "--lr", "1e-9", "--eval-every", "100"]
     assert distill_main(args) == 0
     cfg, _ = load_onnx_student(out)
-    assert cfg == replace(TINY, detail=8)
+    assert cfg == grown_cfg
     x = (np.random.default_rng(6).random((48, 64, 3)) * 255).astype(np.uint8)
     a, b = OnnxGenerator(base, threads=1)(x), OnnxGenerator(out, threads=1)(x)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
@@ -211,3 +220,16 @@ def test_distill_missing_folder_is_one_line_error(tmp_path: Path, capsys) -> Non
                        "--work", str(tmp_path / "w")])
     assert rc == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_grown_detail_layer_is_a_no_op_that_still_learns() -> None:
+    """A zero residual layer in the patch MLP keeps the output and gets gradient (a zero ReLU layer would not)."""
+    torch.manual_seed(4)
+    shallow = _randomise(Student(replace(TINY, detail=8)))
+    deep = Student(replace(TINY, detail=8, detail_depth=2))
+    deep.load_state_dict(shallow.state_dict(), strict=False)
+    x = torch.rand(1, 3, 32, 40) * 2 - 1
+    y = deep(x)
+    assert torch.equal(y, shallow(x))
+    y.square().mean().backward()
+    assert deep.detail_mid[0].weight.grad.abs().sum() > 0

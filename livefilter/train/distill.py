@@ -58,11 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of each batch drawn from photos only (0: every cached pair alike)")
     p.add_argument("--c1", type=int, default=StudentConfig.c1)
     p.add_argument("--c2", type=int, default=StudentConfig.c2)
-    p.add_argument("--n-enc", type=int, default=StudentConfig.n_enc)
-    p.add_argument("--n-mid", type=int, default=StudentConfig.n_mid)
-    p.add_argument("--n-dec", type=int, default=StudentConfig.n_dec)
+    grow = " (with an --init student: residual blocks to grow it to, appended as no-ops)"
+    p.add_argument("--n-enc", type=int, default=None, help=f"blocks at 1/4 before going down, default {StudentConfig.n_enc}" + grow)
+    p.add_argument("--n-mid", type=int, default=None, help=f"blocks at 1/8, default {StudentConfig.n_mid}" + grow)
+    p.add_argument("--n-dec", type=int, default=None, help=f"blocks at 1/4 after coming back, default {StudentConfig.n_dec}" + grow)
     p.add_argument("--detail", type=int, default=StudentConfig.detail,
                    help="width of the patch MLP that reads raw input pixels (0: none; added to an --init student)")
+    p.add_argument("--detail-depth", type=int, default=None,
+                   help=f"hidden layers of the patch MLP, default {StudentConfig.detail_depth} (grown like --n-dec)")
     p.add_argument("--refine", type=int, default=StudentConfig.refine,
                    help="width of the 1/2-resolution refinement (0: none; added to an --init student)")
     p.add_argument("--w-line", type=float, default=LossWeights.line)
@@ -220,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_progress:
             print(line, flush=True)
 
-    cfg = StudentConfig(c1=args.c1, c2=args.c2, n_enc=args.n_enc, n_mid=args.n_mid, n_dec=args.n_dec,
-                        detail=args.detail, refine=args.refine)
+    depths = {"n_enc": args.n_enc, "n_mid": args.n_mid, "n_dec": args.n_dec, "detail_depth": args.detail_depth}
+    given = {k: v for k, v in depths.items() if v is not None}
+    cfg = replace(StudentConfig(c1=args.c1, c2=args.c2, detail=args.detail, refine=args.refine), **given)
     model = Student(cfg)
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
@@ -241,15 +245,19 @@ def main(argv: list[str] | None = None) -> int:
         log(f"resumed from {ckpt_path} at step {step}")
     elif args.init is not None:
         if args.init.suffix == ".onnx":
-            cfg, weights = load_onnx_student(args.init)
-            # new branches start as no-ops, so growing them onto a trained student keeps its output
-            cfg = replace(cfg, detail=args.detail or cfg.detail, refine=args.refine or cfg.refine)
+            base, weights = load_onnx_student(args.init)
+            # new branches and blocks start as no-ops, so growing a trained student keeps its output
+            cfg = replace(base, detail=args.detail or base.detail, refine=args.refine or base.refine,
+                          **{k: max(v, getattr(base, k)) for k, v in given.items()})
             model, ema = Student(cfg), Student(cfg)
             opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+            grown = tuple(f"{stage}.{i}." for stage, n in (("enc", base.n_enc), ("mid", base.n_mid), ("dec", base.n_dec))
+                          for i in range(n, getattr(cfg, f"n_{stage}")))
         else:
             weights = torch.load(args.init, map_location="cpu", weights_only=False)["ema"]
+            grown = ()
         missing, unexpected = model.load_state_dict(weights, strict=False)
-        if unexpected or any(not k.startswith(("detail_", "refine_")) for k in missing):
+        if unexpected or any(not k.startswith(("detail_", "refine_", *grown)) for k in missing):
             print(f"distill: error: {args.init} does not match the student architecture", file=sys.stderr)
             return 2
         ema.load_state_dict(model.state_dict())

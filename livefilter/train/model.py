@@ -80,6 +80,7 @@ class StudentConfig:
     stem3x3: bool = True  # dense 3x3 stem on the unshuffled patches (sharper line pickup)
     head3x3: bool = True  # dense 3x3 head (smooth seams between predicted 4x4 patches)
     detail: int = 0  # width of a per-patch MLP reading decoder features + the raw 4x4 input patch (0: none)
+    detail_depth: int = 1  # hidden layers of that MLP; the ones after the first are residual
     refine: int = 0  # width of a 1/2-resolution 3x3 refinement of the output from the input (0: none)
 
 
@@ -123,6 +124,12 @@ class Student(nn.Module):
             self.head = nn.Conv2d(c1, 48, 1)
         if cfg.detail:  # nonlinear patch decoder with the input's own pixels: where fine lines come from
             self.detail_in = nn.Conv2d(c1 + 48, cfg.detail, 1)
+            # h <- relu(h + W h): zero W is the identity on h >= 0 (and still gets gradient there),
+            # so a trained student can grow deeper without changing its output
+            self.detail_mid = nn.ModuleList(nn.Conv2d(cfg.detail, cfg.detail, 1) for _ in range(cfg.detail_depth - 1))
+            for layer in self.detail_mid:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
             self.detail_out = nn.Conv2d(cfg.detail, 48, 1)
             nn.init.zeros_(self.detail_out.weight)  # starts as a no-op, so a trained student can grow one
             nn.init.zeros_(self.detail_out.bias)
@@ -146,7 +153,10 @@ class Student(nn.Module):
         d = self.dec(e + u)  # no ReLU here: a negative-going branch must not silence the skip
         h = self.head(d)
         if self.cfg.detail:
-            h = h + self.detail_out(F.relu(self.detail_in(torch.cat([d, patches], 1))))
+            g = F.relu(self.detail_in(torch.cat([d, patches], 1)))
+            for layer in self.detail_mid:
+                g = F.relu(g + layer(g))
+            h = h + self.detail_out(g)
         y = F.pixel_shuffle(h, 4)
         if self.cfg.refine:
             z = torch.cat([self._unshuffle(x, 2), self._unshuffle(y, 2)], 1)
