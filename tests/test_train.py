@@ -233,3 +233,27 @@ def test_grown_detail_layer_is_a_no_op_that_still_learns() -> None:
     assert torch.equal(y, shallow(x))
     y.square().mean().backward()
     assert deep.detail_mid[0].weight.grad.abs().sum() > 0
+
+
+def test_aligned_crops_keep_the_pixel_grid_in_phase(tmp_path: Path) -> None:
+    """--crop-step 8 --no-flip: every target crop starts on a multiple of 8 and is not mirrored."""
+    h, w = 100, 120
+    ys, xs = np.mgrid[0:h, 0:w]
+    coords = np.stack([ys, xs, np.zeros_like(ys)], axis=2).astype(np.uint8)  # pixel (y, x) holds (y, x)
+    pool = PairPool(tmp_path, exclude=set())
+    pool.items = {"p0_f-1_s256_j0": (coords, coords)}
+    _, aligned = pool.sample(random.Random(0), 64, 32, crop_step=8, flip=False)
+    assert (aligned[:, 0, 0, 0] % 8 == 0).all() and (aligned[:, 0, 0, 1] % 8 == 0).all()
+    assert (np.diff(aligned[:, 0, :, 1].astype(int), axis=1) == 1).all()  # left to right, never mirrored
+    _, free = pool.sample(random.Random(0), 64, 32)
+    assert (free[:, 0, 0, 1] % 8 != 0).any()  # the default still crops anywhere
+    assert (np.diff(free[:, 0, :, 1].astype(int), axis=1) == -1).all(axis=1).any()  # and mirrors some
+
+
+def test_distill_rejects_a_crop_step_that_does_not_divide_the_crop(tmp_path: Path, capsys) -> None:
+    teacher = tmp_path / "t.onnx"
+    teacher.write_bytes(b"x")
+    code = distill_main(["--teacher", str(teacher), "--photos", str(tmp_path), "--out", str(tmp_path / "o.onnx"),
+                         "--crop", "192", "--crop-step", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--crop-step" in err

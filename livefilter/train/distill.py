@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=192)
+    p.add_argument("--crop-step", type=int, default=1,
+                   help="crop corners on multiples of this (8 keeps the teacher's and the student's pixel grids in phase)")
+    p.add_argument("--no-flip", action="store_true",
+                   help="no mirrored crops (the teacher is not mirror-symmetric, so a mirrored target is not its answer)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--minutes", type=float, default=0,
                    help="training wall-time budget across resumptions: the LR anneals by it and training stops (and exports) when it is spent; 0 = steps only")
@@ -101,9 +105,16 @@ class PairPool:
             self.items[key] = (xi, ti)
         return len(self.items)
 
-    def sample(self, rng: random.Random, batch: int, crop: int, photo_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: random.Random, batch: int, crop: int, photo_share: float = 0.0,
+               crop_step: int = 1, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """photo_share > 0 draws that fraction of the batch from photos (the rest from any pair):
-        clip frames outnumber photos and repeat one scene, while photos vary."""
+        clip frames outnumber photos and repeat one scene, while photos vary.
+
+        crop_step > 1 puts crop corners on multiples of it, and flip=False keeps pictures the
+        right way round. The teacher's strokes depend on where a pixel sits in its 4x4 grid (its
+        own output, the input moved by 1 px, keeps only 0.87 line correlation; by 4 px, 0.98),
+        and the student's 4x4 patches can learn that only if crops keep both grids in phase.
+        """
         keys = list(self.items)
         photos = [k for k in keys if "_f-1_" in k]  # cache keys of photos carry frame -1
         xs, ts = [], []
@@ -111,12 +122,13 @@ class PairPool:
             x, t = self.items[rng.choice(photos if photos and rng.random() < photo_share else keys)]
             h, w = x.shape[:2]
             ch, cw = min(crop, h - h % MULTIPLE), min(crop, w - w % MULTIPLE)
-            y0, x0 = rng.randint(0, h - ch), rng.randint(0, w - cw)
+            y0 = rng.randint(0, (h - ch) // crop_step) * crop_step
+            x0 = rng.randint(0, (w - cw) // crop_step) * crop_step
             xc, tc = x[y0 : y0 + ch, x0 : x0 + cw], t[y0 : y0 + ch, x0 : x0 + cw]
             if (ch, cw) != (crop, crop):  # rare: tiny picture, stretch to the batch size
                 xc = cv2.resize(xc, (crop, crop), interpolation=cv2.INTER_AREA)
                 tc = cv2.resize(tc, (crop, crop), interpolation=cv2.INTER_AREA)
-            if rng.random() < 0.5:
+            if flip and rng.random() < 0.5:
                 xc, tc = xc[:, ::-1], tc[:, ::-1]
             xs.append(degrade(np.ascontiguousarray(xc), rng))
             ts.append(np.ascontiguousarray(tc))
@@ -205,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.photos and not args.clips:
         print("distill: error: give --photos and/or --clips", file=sys.stderr)
+        return 2
+    if args.crop_step < 1 or args.crop % args.crop_step:
+        print(f"distill: error: --crop-step must be at least 1 and divide --crop ({args.crop})", file=sys.stderr)
         return 2
     missing = [d for d in [*args.photos, *args.clips] if not Path(d).exists()]
     if missing and not args.export_only:
@@ -332,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         lr = lr_at(step, args.steps, args.lr, time_frac=time_frac)
         for g in opt.param_groups:
             g["lr"] = lr
-        xb, tb = pool.sample(rng, args.batch, args.crop, args.photo_share)
+        xb, tb = pool.sample(rng, args.batch, args.crop, args.photo_share, args.crop_step, not args.no_flip)
         x, t = to_tensor(xb), to_tensor(tb)
         s = model(x)
         loss, parts = crit(s, t)
