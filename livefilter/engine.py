@@ -287,7 +287,10 @@ class Engine:
         else:
             m = self.multiple
             th, tw = -(-ih // m) * m, -(-iw // m) * m
-        top, left = (th - ih) // 2, (tw - iw) // 2
+        # Pad at the bottom and right only: the picture's top-left pixel stays at the model's
+        # grid origin, where training and the teacher put it (the students learned strokes
+        # that depend on a pixel's place in the 4x4 grid).
+        top, left = 0, 0
         if (th, tw) != (ih, iw):
             border = cv2.BORDER_REFLECT_101 if min(ih, iw) > 1 else cv2.BORDER_REPLICATE
             small = cv2.copyMakeBorder(small, top, th - ih - top, left, tw - iw - left, border)
