@@ -287,19 +287,18 @@ class Engine:
         else:
             m = self.multiple
             th, tw = -(-ih // m) * m, -(-iw // m) * m
-        # Pad at the bottom and right only: the picture's top-left pixel stays at the model's
-        # grid origin, where training and the teacher put it (the students learned strokes
-        # that depend on a pixel's place in the 4x4 grid).
-        top, left = 0, 0
         if (th, tw) != (ih, iw):
+            # Pad at the bottom and right only: the picture's top-left pixel stays at the model's
+            # grid origin, where training and the teacher put it (the students learned strokes
+            # that depend on a pixel's place in the 4x4 grid).
             border = cv2.BORDER_REFLECT_101 if min(ih, iw) > 1 else cv2.BORDER_REPLICATE
-            small = cv2.copyMakeBorder(small, top, th - ih - top, left, tw - iw - left, border)
+            small = cv2.copyMakeBorder(small, 0, th - ih, 0, tw - iw, border)
         y = self._infer(self._to_input(small))
         planes = y[0] if self.layout == "NCHW" else y[0].transpose(2, 0, 1)
         if planes.shape[1:] != (th, tw):  # generators that change scale: map back to the padded size
             hwc = planes.transpose(1, 2, 0).astype(np.float32, copy=False)
             planes = cv2.resize(hwc, (tw, th), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
-        out = self._to_bgr8(planes[:, top:top + ih, left:left + iw])
+        out = self._to_bgr8(planes[:, :ih, :iw])
         if (iw, ih) != (width, height):
             out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
         return np.ascontiguousarray(out)
