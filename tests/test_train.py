@@ -257,3 +257,27 @@ def test_distill_rejects_a_crop_step_that_does_not_divide_the_crop(tmp_path: Pat
                          "--crop", "192", "--crop-step", "5"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--crop-step" in err
+
+
+def test_quantize_keeps_named_layers_in_float(tmp_path: Path) -> None:
+    """`--keep-fp32 /stem /enc` leaves those convolutions float (no DequantizeLinear feeds their
+    weights) while the rest is QDQ int8; histogram calibration needs one frame shape."""
+    from livefilter.train.quantize import cover_crop, quantize
+
+    assert cover_crop(np.zeros((300, 200, 3), np.uint8), 256, 448).shape == (256, 448, 3)
+    torch.manual_seed(0)
+    fp32, int8 = tmp_path / "s.onnx", tmp_path / "s.int8.onnx"
+    export_onnx(_randomise(Student(TINY).eval()), fp32)
+    photos = _photo_folder(tmp_path, 3, 180, 260, seed=3)
+    quantize(fp32, int8, sorted(photos.iterdir()), "percentile", keep_fp32=("/stem", "/enc"))
+    graph = onnx.load(str(int8)).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    kept = [n for name, n in convs.items() if name.startswith(("/stem", "/enc"))]
+    rest = [n for name, n in convs.items() if not name.startswith(("/stem", "/enc"))]
+    assert kept and rest
+    assert all(n.input[1] not in dequantized for n in kept)
+    assert all(n.input[1] in dequantized for n in rest)
+    session = OnnxGenerator(int8, threads=1)
+    out = session(_picture(np.random.default_rng(4), 64, 96))
+    assert out.shape == (64, 96, 3)

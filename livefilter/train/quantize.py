@@ -13,9 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from . import data as D
@@ -24,12 +26,20 @@ from .teacher import OnnxGenerator
 
 
 class FrameReader(CalibrationDataReader):
-    """Feeds real pictures at the runtime's internal size (short side 256, multiple of 8)."""
+    """Feeds real pictures at the runtime's internal size (short side 256, multiple of 8).
 
-    def __init__(self, files: list[Path], input_name: str, short: int = 256) -> None:
+    With `size` (h, w) every picture is scaled to cover it and centre-cropped, because the
+    histogram calibrators (percentile, entropy) stack all frames and need one shape.
+    """
+
+    def __init__(self, files: list[Path], input_name: str, short: int = 256,
+                 size: tuple[int, int] | None = None) -> None:
         self.items = []
         for f in files:
-            rgb = D.crop_multiple(D.resize_short(D.read_rgb(f), short), 8)
+            if size is None:
+                rgb = D.crop_multiple(D.resize_short(D.read_rgb(f), short), 8)
+            else:
+                rgb = cover_crop(D.read_rgb(f), *size)
             x = rgb.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
             self.items.append({input_name: np.ascontiguousarray(x)})
         self.it = iter(self.items)
@@ -38,14 +48,33 @@ class FrameReader(CalibrationDataReader):
         return next(self.it, None)
 
 
-def quantize(model: Path, out: Path, calib_files: list[Path]) -> None:
+def cover_crop(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Scale so the picture covers h x w, then take the centre h x w."""
+    scale = max(h / rgb.shape[0], w / rgb.shape[1])
+    rh, rw = max(h, round(rgb.shape[0] * scale)), max(w, round(rgb.shape[1] * scale))
+    big = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA)
+    top, left = (rh - h) // 2, (rw - w) // 2
+    return np.ascontiguousarray(big[top:top + h, left:left + w])
+
+
+CALIBRATION = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+
+
+def quantize(model: Path, out: Path, calib_files: list[Path], method: str = "minmax",
+             keep_fp32: tuple[str, ...] = ()) -> None:
+    """Write the QDQ int8 model; nodes whose names start with one of `keep_fp32` stay float."""
     pre = out.with_suffix(".pre.onnx")
     quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
-    name = onnx.load(str(pre)).graph.input[0].name
+    graph = onnx.load(str(pre)).graph
+    name = graph.input[0].name
+    excluded = [n.name for n in graph.node if keep_fp32 and n.name.startswith(tuple(keep_fp32))]
     quantize_static(
-        str(pre), str(out), FrameReader(calib_files, name),
+        str(pre), str(out),
+        FrameReader(calib_files, name, size=None if method == "minmax" else (256, 448)),
         quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CALIBRATION[method], nodes_to_exclude=excluded,
     )
     # keep the runtime's metadata on the int8 file
     src, q = onnx.load(str(model)), onnx.load(str(out))
@@ -94,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--calib", type=int, default=32, help="training photos used for calibration")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--method", choices=sorted(CALIBRATION), default="minmax",
+                   help="how activation ranges are set from the calibration frames (percentile clips outliers)")
+    p.add_argument("--keep-fp32", nargs="*", default=[], metavar="PREFIX",
+                   help="node-name prefixes left in float, e.g. /head /detail (the layers that draw the lines)")
     args = p.parse_args(argv)
     for f in (args.model, args.teacher):
         if not f.is_file():
@@ -101,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     train, held = D.split_photos(args.photos)
     calib = [s.path for s in train][:: max(1, len(train) // args.calib)][: args.calib]
-    quantize(args.model, args.out, calib)
+    quantize(args.model, args.out, calib, args.method, tuple(args.keep_fp32))
     res = compare(args.model, args.out, args.teacher, [s.path for s in held], args.threads)
     print(json.dumps(res, indent=2))
     return 0
