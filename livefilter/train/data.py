@@ -199,7 +199,8 @@ def build_cache(
 
 def cache_jobs(train: list[Source], seed: int = 0, passes: int = 4) -> list[tuple[Source, Variant]]:
     """Teacher work in priority order: every picture once at short side 256 first, then
-    jittered and other-scale variants, so training can start on a complete first pass."""
+    jittered and other-scale variants, so training can start on a complete first pass.
+    Passes 1-4 make the 2088 pairs of Hayao stage 6; 5-7 add 594 photo views (stage 8)."""
     rng = random.Random(seed)
     order = list(train)
     rng.shuffle(order)
@@ -209,6 +210,11 @@ def cache_jobs(train: list[Source], seed: int = 0, passes: int = 4) -> list[tupl
         [(s, Variant(256, 1)) for s in order],
         [(s, Variant(320, 0)) for s in photos],
         [(s, Variant(224, 2)) for s in order],
+        # passes 5-7: more views of the photos alone (the line target is missed on photos, and
+        # each new scale is a new picture to the teacher's 4x4 grid)
+        [(s, Variant(288, 0)) for s in photos],
+        [(s, Variant(384, 0)) for s in photos],
+        [(s, Variant(320, 3)) for s in photos],
     ]
     return [job for chunk in plan[:passes] for job in chunk]
 
