@@ -200,7 +200,8 @@ def build_cache(
 def cache_jobs(train: list[Source], seed: int = 0, passes: int = 4) -> list[tuple[Source, Variant]]:
     """Teacher work in priority order: every picture once at short side 256 first, then
     jittered and other-scale variants, so training can start on a complete first pass.
-    Passes 1-4 make the 2088 pairs of Hayao stage 6; 5-7 add 594 photo views (stage 8)."""
+    Passes 1-4 make the 2088 pairs of Hayao stage 6; 5-7 add 594 photo views (stage 8),
+    8-10 another 594 (stage 9)."""
     rng = random.Random(seed)
     order = list(train)
     rng.shuffle(order)
@@ -215,6 +216,10 @@ def cache_jobs(train: list[Source], seed: int = 0, passes: int = 4) -> list[tupl
         [(s, Variant(288, 0)) for s in photos],
         [(s, Variant(384, 0)) for s in photos],
         [(s, Variant(320, 3)) for s in photos],
+        # passes 8-10: three more, two of them near the short side the fidelity check uses
+        [(s, Variant(352, 0)) for s in photos],
+        [(s, Variant(240, 4)) for s in photos],
+        [(s, Variant(304, 0)) for s in photos],
     ]
     return [job for chunk in plan[:passes] for job in chunk]
 
