@@ -201,7 +201,7 @@ def cache_jobs(train: list[Source], seed: int = 0, passes: int = 4) -> list[tupl
     """Teacher work in priority order: every picture once at short side 256 first, then
     jittered and other-scale variants, so training can start on a complete first pass.
     Passes 1-4 make the 2088 pairs of Hayao stage 6; 5-7 add 594 photo views (stage 8),
-    8-10 another 594 (stage 9)."""
+    8-10 another 594 (stage 9), 11-13 another 594 (stage 10)."""
     rng = random.Random(seed)
     order = list(train)
     rng.shuffle(order)
@@ -220,6 +220,10 @@ def cache_jobs(train: list[Source], seed: int = 0, passes: int = 4) -> list[tupl
         [(s, Variant(352, 0)) for s in photos],
         [(s, Variant(240, 4)) for s in photos],
         [(s, Variant(304, 0)) for s in photos],
+        # passes 11-13: each new view still moved photo line correlation at stage 9
+        [(s, Variant(272, 0)) for s in photos],
+        [(s, Variant(336, 5)) for s in photos],
+        [(s, Variant(248, 6)) for s in photos],
     ]
     return [job for chunk in plan[:passes] for job in chunk]
 

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-workers", type=int, default=1, help="background teacher processes (0: cache built elsewhere)")
     p.add_argument("--cache-passes", type=int, default=4,
                    help="teacher variants per picture: 1 = short side 256, 2 = + colour jitter, 3 = + 320 (photos), 4 = + 224 jittered, "
-                        "5-7 = + photos at 288, at 384, and jittered at 320, 8-10 = + photos at 352, jittered at 240, and at 304")
+                        "5-7 = + photos at 288, at 384, and jittered at 320, 8-10 = + photos at 352, jittered at 240, and at 304, "
+                        "11-13 = + photos at 272, jittered at 336, and jittered at 248")
     p.add_argument("--cache-only", action="store_true", help="fill the teacher cache (in this process) and stop")
     p.add_argument("--min-pairs", type=int, default=48, help="cached pairs needed before training starts")
     p.add_argument("--seed", type=int, default=0)
