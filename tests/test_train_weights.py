@@ -12,7 +12,7 @@ onnx = pytest.importorskip("onnx")
 from livefilter.train.teacher import OnnxGenerator  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-STYLES = ["hayao", "hayao_fine", "hayao_int8", "shinkai", "cute"]
+STYLES = ["hayao", "hayao_int8", "shinkai", "shinkai_int8", "cute", "cute_int8"]
 
 
 @pytest.mark.parametrize("style", STYLES)
