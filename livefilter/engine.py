@@ -10,6 +10,7 @@ The generator contract: RGB float in [-1, 1] in and out, NCHW or NHWC (read from
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from livefilter import upsample
 from livefilter.errors import LivefilterError
 
 log = logging.getLogger("livefilter")
@@ -24,6 +26,7 @@ log = logging.getLogger("livefilter")
 DEFAULT_STYLE = "hayao"
 DEFAULT_RESOLUTION = 256
 MULTIPLE_KEY = "livefilter.multiple"
+HD_META = "livefilter.hd"  # set by livefilter.train.hdmodel's exporter
 _PROBE_MULTIPLES = (4, 8, 16, 32)
 _IN_SCALE = np.float32(1 / 127.5)  # uint8 -> [-1, 1]: x * _IN_SCALE - 1
 
@@ -101,7 +104,7 @@ class Engine:
     """One loaded generator. Call it with a BGR uint8 picture; get one of the same size back."""
 
     def __init__(self, model: str | Path, resolution: int | None = DEFAULT_RESOLUTION,
-                 threads: int | None = None, provider: str = "cpu") -> None:
+                 threads: int | None = None, provider: str = "cpu", guided: bool = True) -> None:
         import onnxruntime as ort
 
         self.path = Path(model)
@@ -110,6 +113,7 @@ class Engine:
         if resolution is not None and resolution < 16:
             raise LivefilterError(f"--resolution must be at least 16, got {resolution}")
         self.resolution = resolution
+        self.guided = guided
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # No busy-waiting worker threads: the filter shares the CPU with the capture thread,
@@ -135,6 +139,28 @@ class Engine:
         self._check_io()
         meta = self.session.get_modelmeta().custom_metadata_map
         self.multiple = self._multiple_from(meta)
+        # An HD file also predicts the gains that guide its picture up to the frame's full size
+        # (livefilter/upsample.py); without them, or with guided=False, it runs as a plain student.
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.hd = HD_META in meta and "gains" in outputs and self.layout == "NCHW" and self.fixed_size is None
+
+    def at(self, resolution: int | None = None, guided: bool | None = None) -> "Engine":
+        """The same loaded model at another quality level (sharing the session): what adaptive
+        quality switches between without reloading anything."""
+        other = copy.copy(self)
+        if resolution is not None:
+            if resolution < 16:
+                raise LivefilterError(f"--resolution must be at least 16, got {resolution}")
+            other.resolution = resolution
+        if guided is not None:
+            other.guided = guided
+        return other
+
+    @property
+    def level(self) -> str:
+        """A short name of the quality level, for overlays and logs."""
+        kind = "hd" if self.hd and self.guided else "plain"
+        return f"{kind}@{self.resolution}" if self.resolution else kind
 
     # --- model inspection -------------------------------------------------------------
     def _check_io(self) -> None:
@@ -276,6 +302,8 @@ class Engine:
         if bgr.dtype != np.uint8:
             raise LivefilterError(f"engine expects 8-bit pictures, got {bgr.dtype}")
         height, width = bgr.shape[:2]
+        if self.hd:
+            return self._hd(bgr)
         iw, ih = self.internal_size(width, height)
         if (iw, ih) == (width, height):
             small = bgr
@@ -303,7 +331,27 @@ class Engine:
             out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
         return np.ascontiguousarray(out)
 
+    def hd_size(self, width: int, height: int) -> tuple[int, int]:
+        """The HD path's internal (w, h): short side near ``resolution``, each side a multiple of
+        the model's, rounded on its own. The picture is squeezed by at most half a multiple
+        (under 1% at 256) and stretched back exactly by the upsampling, so nothing is padded
+        and the full-resolution guide lines up with the model's grid."""
+        iw, ih = self.internal_size(width, height)
+        m = max(self.multiple, 8)
+        return max(m, round(iw / m) * m), max(m, round(ih / m) * m)
+
+    def _hd(self, bgr: np.ndarray) -> np.ndarray:
+        height, width = bgr.shape[:2]
+        iw, ih = self.hd_size(width, height)
+        shrink = iw * ih < width * height
+        small = cv2.resize(bgr, (iw, ih), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        styled_planes, gains = self.session.run(["output", "gains"], {self.input_name: self._to_input(small)})
+        styled = self._to_bgr8(styled_planes[0])
+        if not self.guided:
+            return cv2.resize(styled, (width, height), interpolation=cv2.INTER_LINEAR)
+        return upsample.guided(bgr, small, styled, gains[0])
+
     def describe(self) -> str:
         """One line for logs and the benchmark: which model, layout, multiple, provider."""
         return (f"{self.path.name}: {self.layout}, multiple {self.multiple}, "
-                f"short side {self.resolution}, {self.providers[0]}")
+                f"short side {self.resolution}, {self.level}, {self.providers[0]}")

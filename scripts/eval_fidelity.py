@@ -24,7 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from livefilter.train import data as D  # noqa: E402
-from livefilter.train.fidelity import score, summarise  # noqa: E402
+from livefilter.train import hdcache as H  # noqa: E402
+from livefilter.train.fidelity import face_boxes, score, score_hd, summarise  # noqa: E402
 from livefilter.train.teacher import OnnxGenerator  # noqa: E402
 
 
@@ -78,7 +79,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time the student against these models at --speed-size")
     p.add_argument("--speed-size", default="256x448")
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--output-size", action="store_true",
+                   help="judge the look at 720p: the engine as the CLI runs it by default, on the picture at "
+                        "short side 720, against the teacher at 480 brought to 720 bicubic; --student may be a style name")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="with --output-size: the HD teacher cache root (livefilter.train.hdcache) to reuse and fill")
+    p.add_argument("--faces", type=Path, default=Path(__file__).resolve().parents[2] / "shared/models/face_detection_yunet_2026may.onnx",
+                   help="YuNet face detector ONNX for the face-box figures")
     args = p.parse_args(argv)
+    if args.output_size:
+        return output_size(args)
 
     for f in (args.student, args.teacher):
         if not f.is_file():
@@ -135,6 +145,93 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _held_out_sources(args) -> list[D.Source]:
+    if not args.held_out:
+        return [D.Source(f, D.file_digest(f), "photo") for f in D.list_files(args.photos, D.IMAGE_EXTS)]
+    _, sources = D.split_photos(args.photos)
+    if args.clips:
+        _, held_clips = D.split_clips(args.clips)
+        frames_dir = (args.cache / "frames") if args.cache else Path(args.json or args.sheet or "eval").resolve().parent / ".eval_frames"
+        for clip in held_clips:
+            sources.extend(D.extract_clip_frames(clip, frames_dir, 4))
+    return sources
+
+
+def _crop_sheet(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, tuple]], side: int = 360) -> np.ndarray:
+    """Full-resolution crops (no scaling: blur hides in thumbnails): input | teacher@480 | ours."""
+    out = []
+    for name, x, t, s, box in rows:
+        h, w = x.shape[:2]
+        cx, cy = (box[0] + box[2] // 2, box[1] + box[3] // 2) if box else (w // 2, h // 2)
+        x0, y0 = min(max(0, cx - side // 2), w - side), min(max(0, cy - side // 2), h - side)
+        cells = []
+        for label, img in ((name[:30], x), ("teacher@480", t), ("livefilter", s)):
+            cell = cv2.cvtColor(np.ascontiguousarray(img[y0:y0 + side, x0:x0 + side]), cv2.COLOR_RGB2BGR)
+            cv2.putText(cell, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(cell, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+            cells.append(np.pad(cell, ((0, 4), (0, 4), (0, 0)), constant_values=255))
+        out.append(np.concatenate(cells, axis=1))
+    return np.concatenate(out, axis=0)
+
+
+def output_size(args) -> int:
+    """The HD look: whole pictures and YuNet face boxes at 720p against the teacher at 480."""
+    from livefilter.engine import Engine, resolve_model
+    from livefilter.errors import LivefilterError
+
+    try:
+        engine = Engine(resolve_model(str(args.student)), resolution=args.resolution, threads=args.threads)
+    except LivefilterError as exc:
+        print(f"eval_fidelity: error: {exc}", file=sys.stderr)
+        return 2
+    sources = _held_out_sources(args)[: args.limit or None]
+    if not sources:
+        print("eval_fidelity: error: no pictures found", file=sys.stderr)
+        return 2
+    teacher = OnnxGenerator(args.teacher, threads=args.threads)
+    cdir = H.hd_cache_dir(args.cache, args.teacher) if args.cache else None
+    per, face_scores, rows = [], [], []
+    for src in sources:
+        x = H.prepare(src, H.HDVariant(0))
+        cached = cdir / f"{H.hd_key(src, H.HDVariant(0))}_t.png" if cdir else None
+        if cached is not None and cached.exists():
+            t480 = D.read_rgb(cached)
+        else:
+            t480 = teacher(H.to_teacher_scale(x))
+            if cdir is not None:
+                cdir.mkdir(parents=True, exist_ok=True)
+                D.write_png(cdir / f"{H.hd_key(src, H.HDVariant(0))}_x.png", x)
+                D.write_png(cached, t480)
+        ref = cv2.resize(t480, (x.shape[1], x.shape[0]), interpolation=cv2.INTER_CUBIC)
+        ours = engine(np.ascontiguousarray(x[..., ::-1]))[..., ::-1]
+        whole = score_hd(ours, ref)
+        boxes = face_boxes(args.faces, np.ascontiguousarray(x[..., ::-1]))
+        faces = [score_hd(np.ascontiguousarray(ours[y:y + h, x0:x0 + w]), np.ascontiguousarray(ref[y:y + h, x0:x0 + w]))
+                 for x0, y, w, h in boxes]
+        face_scores.extend(faces)
+        name = src.path.name if src.frame < 0 else f"{src.path.name}#{src.frame}"
+        per.append({"name": name, **whole, "faces": faces})
+        print(f"{name:46s} " + " ".join(f"{k} {v:.3f}" for k, v in whole.items()) + f" faces {len(faces)}", flush=True)
+        rows.append((name, x, ref, ours, boxes[0] if boxes else None))
+    keys = ("psnr", "ssim", "line_corr", "sharpness", "palette_de")
+    mean = {k: float(np.mean([p[k] for p in per])) for k in keys}
+    face_mean = {k: float(np.mean([f[k] for f in face_scores])) for k in keys} if face_scores else {}
+    print("mean " + json.dumps({k: round(v, 4) for k, v in mean.items()}))
+    print(f"faces ({len(face_scores)} boxes) " + json.dumps({k: round(v, 4) for k, v in face_mean.items()}))
+    if args.sheet:
+        step = max(1, len(rows) // args.sheet_rows)
+        args.sheet.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(args.sheet), _crop_sheet(rows[::step][: args.sheet_rows]))
+        print(f"contact sheet: {args.sheet}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"student": str(args.student), "engine": engine.describe(),
+                                         "teacher": str(args.teacher), "mode": "output-size 720 vs teacher@480",
+                                         "mean": mean, "faces": face_mean, "face_boxes": len(face_scores),
+                                         "pictures": per}, indent=2))
     return 0
 
 

@@ -8,6 +8,7 @@ thin dark stroke sits on a lighter surround, which is what AnimeGAN's outlines a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -87,3 +88,45 @@ def summarise(scores: list[Scores]) -> dict[str, float]:
         "line_ratio": ls / max(lt, 1e-9),
         "n": float(len(scores)),
     }
+
+
+def sharpness(rgb: np.ndarray) -> float:
+    """Mean Sobel gradient magnitude of luminance: how crisp a picture is at its own size."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.sqrt(gx * gx + gy * gy).mean())
+
+
+def palette_de(a: np.ndarray, b: np.ndarray, factor: int = 16) -> float:
+    """Mean CIE76 colour difference after area-downscaling both by ``factor``: the palette, not
+    the strokes."""
+    h, w = a.shape[:2]
+    size = (max(1, w // factor), max(1, h // factor))
+    la, lb = (cv2.cvtColor(cv2.resize(z, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0,
+                           cv2.COLOR_RGB2LAB) for z in (a, b))
+    return float(np.sqrt(((la - lb) ** 2).sum(axis=2)).mean())
+
+
+def score_hd(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """The output-size metrics of the HD look (RGB uint8 of one size)."""
+    return {"psnr": psnr(ours, ref), "ssim": ssim(ours, ref), "line_corr": line_corr(ours, ref),
+            "sharpness": sharpness(ours) / max(sharpness(ref), 1e-9), "palette_de": palette_de(ours, ref)}
+
+
+def face_boxes(detector_path: Path | None, bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """YuNet face boxes (x, y, w, h) grown 1.3x, clipped to the picture."""
+    if detector_path is None or not detector_path.is_file():
+        return []
+    h, w = bgr.shape[:2]
+    det = cv2.FaceDetectorYN.create(str(detector_path), "", (w, h), 0.7, 0.3, 50)
+    _, faces = det.detect(bgr)
+    out = []
+    for f in faces if faces is not None else []:
+        x, y, bw, bh = (float(v) for v in f[:4])
+        cx, cy, s = x + bw / 2, y + bh / 2, 1.3
+        x0, y0 = max(0, int(cx - bw * s / 2)), max(0, int(cy - bh * s / 2))
+        x1, y1 = min(w, int(cx + bw * s / 2)), min(h, int(cy + bh * s / 2))
+        if x1 - x0 >= 16 and y1 - y0 >= 16:
+            out.append((x0, y0, x1 - x0, y1 - y0))
+    return out
