@@ -327,8 +327,10 @@ def create_app(config: ServerConfig, styles: StyleSet) -> FastAPI:
         if job.state != "done" or job.result is None or not job.result.exists():
             return error(409, f"the job is {job.state}, there is no result" +
                          (f": {job.error}" if job.error else ""))
-        return FileResponse(job.result, media_type=job.content_type, filename=job.download_name,
-                            content_disposition_type="inline" if inline else "attachment")
+        # download_name holds only [A-Za-z0-9._ -], so it needs no escaping inside the quotes
+        disposition = f'{"inline" if inline else "attachment"}; filename="{job.download_name}"'
+        return FileResponse(job.result, media_type=job.content_type,
+                            headers={"content-disposition": disposition})
 
     @app.get("/api/results.zip")
     async def results_zip(ids: str = ""):
@@ -353,7 +355,8 @@ def create_app(config: ServerConfig, styles: StyleSet) -> FastAPI:
             return Path(handle.name)
 
         path = await run_in_threadpool(build)
-        return FileResponse(path, media_type="application/zip", filename="livefilter-results.zip",
+        return FileResponse(path, media_type="application/zip",
+                            headers={"content-disposition": 'attachment; filename="livefilter-results.zip"'},
                             background=BackgroundTask(path.unlink, missing_ok=True))
 
     # --- live ----------------------------------------------------------------------------

@@ -201,8 +201,7 @@ class JobManager:
                 out = job.folder / "result.mp4"
                 convert_clip(job.input, out, engine, self.temporal, self.strength, job.progress,
                              job.stop, self.limits)
-            if job.stop.is_set():
-                raise LivefilterError("the server stopped before the conversion finished")
+                job.progress.frames_total = job.progress.frames_done  # the header's count was an estimate
             if job.cache_key:
                 try:
                     self.cache.put(job.cache_key, out)
