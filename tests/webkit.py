@@ -144,3 +144,79 @@ def wait_job(client, job_id: str, timeout: float = 120.0) -> tuple[dict, list[di
             return status, seen
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish: {seen[-1] if seen else None}")
+
+
+# --- a real browser (Debian's chromium + chromium-driver, never downloaded) ----------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install .[test])"
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not path.exists():
+            return f"{path} is missing (apt-get install chromium chromium-driver)"
+    return None
+
+
+def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
+    """A 4:2:0 (C420jpeg) y4m file for Chromium's fake camera; BGR frames, even sizes."""
+    import cv2
+
+    height, width = frames[0].shape[:2]
+    with open(path, "wb") as handle:
+        handle.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            handle.write(b"FRAME\n")
+            handle.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())  # Y, then U, then V
+    return path
+
+
+def camera_frames(width: int = 320, height: int = 180, count: int = 30) -> list[np.ndarray]:
+    """Red background, a white bar moving across: the "swap" style turns the red blue."""
+    import cv2
+
+    frames = []
+    for i in range(count):
+        image = np.zeros((height, width, 3), np.uint8)
+        image[:] = (30, 40, 220)
+        x = (i * width // count) % width
+        cv2.rectangle(image, (x, 0), (x + width // 8, height - 1), (255, 255, 255), -1)
+        frames.append(image)
+    return frames
+
+
+def chrome(user_data_dir: Path, y4m: Path | None = None, size: tuple[int, int] = (1280, 800)):
+    """Headless Chromium through the system chromedriver (Selenium Manager never runs)."""
+    os.environ["SE_OFFLINE"] = "true"  # belt and braces: Selenium Manager must not download
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-default-apps", "--disable-extensions",
+                 "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                 f"--user-data-dir={user_data_dir}", f"--window-size={size[0]},{size[1]}",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):
+        options.add_argument(flag)
+    if y4m is not None:
+        options.add_argument(f"--use-file-for-fake-video-capture={Path(y4m).resolve()}")
+    return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+
+
+CANVAS_PIXELS = """
+const c = document.getElementById(arguments[0]);
+if (!c || !c.width) return null;
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+let r = 0, g = 0, b = 0; const n = d.length / 4; const cells = [];
+for (let i = 0; i < d.length; i += 4) { r += d[i]; g += d[i + 1]; b += d[i + 2]; }
+const step = Math.max(1, Math.floor(c.width / 16));
+for (let x = 0; x < c.width; x += step) { const i = 4 * (Math.floor(c.height / 2) * c.width + x); cells.push(d[i] + d[i + 1] + d[i + 2]); }
+return {r: r / n, g: g / n, b: b / n, w: c.width, h: c.height, row: cells};
+"""
