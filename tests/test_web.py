@@ -392,7 +392,7 @@ def test_cache_survives_a_restart_and_ctrl_c_fails_unfinished_jobs(styles_dir, t
     slow_dir = tmp_path / "slow"
     slow_dir.mkdir()
     (slow_dir / "slow.onnx").write_bytes(Path(models["slow"]).read_bytes())
-    third = Server(slow_dir, cache, "--resolution", "256", log=tmp_path / "log3.txt")
+    third = Server(slow_dir, cache, "--resolution", "256", "--max-queue", "1", log=tmp_path / "log3.txt")
     clip = make_clip(tmp_path / "long.mp4", frames=600, width=320, height=240, audio=False)
     try:
         with httpx.Client(base_url=third.url, timeout=60) as c:
@@ -400,11 +400,19 @@ def test_cache_survives_a_restart_and_ctrl_c_fails_unfinished_jobs(styles_dir, t
             deadline = time.monotonic() + 60
             while c.get(f"/api/jobs/{job['id']}").json()["frames_done"] < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert c.get(f"/api/jobs/{job['id']}").json()["state"] == "running"
+            running = c.get(f"/api/jobs/{job['id']}").json()
+            assert running["state"] == "running" and running["fps"] > 0 and running["frames_total"] == 600
+            assert running["eta_s"] is not None and running["eta_s"] > 0
+            waiting = upload(c, jpeg(red_picture(50, 40)), name="next.jpg")
+            assert waiting.status_code == 202
+            assert waiting.json()["state"] == "queued" and waiting.json()["queue_position"] == 1
+            full = upload(c, jpeg(red_picture(52, 40)), name="third.jpg")
+            assert full.status_code == 429 and "queue is full" in full.json()["error"]
+            assert c.get(f"/api/jobs/{waiting.json()['id']}/result").status_code == 409  # not done yet
     finally:
         code = third.stop()
     assert code == 0
-    assert "1 unfinished job(s) marked failed" in third.text()
+    assert "2 unfinished job(s) marked failed" in third.text()
     # nothing half-done reached the cache, and the job folders are gone
     entries = [p for p in cache.iterdir() if not p.name.startswith(".")]
     assert all(p.suffix != ".mp4" for p in entries), entries
@@ -442,3 +450,31 @@ def test_real_default_style_converts_a_photo(tmp_path):
             assert out.shape == picture.shape and np.abs(out.astype(int) - picture).mean() > 5
     finally:
         srv.stop()
+
+
+def test_shutdown_marks_running_and_queued_jobs_failed_and_keeps_no_result(tmp_path, models):
+    from livefilter.web.cache import ResultCache
+    from livefilter.web.jobs import Job, JobManager
+    from livefilter.web.media import Limits, check_upload
+    from livefilter.web.styles import EngineSettings, StyleSet
+
+    styles = StyleSet({"slow": Path(models["slow"])}, "slow", EngineSettings(resolution=256))
+    manager = JobManager(tmp_path / "work", styles, ResultCache(tmp_path / "cache", 1 << 30), Limits())
+    jobs = []
+    for i in range(2):
+        job_id, folder = manager.new_folder()
+        make_clip(folder / "input.mp4", frames=400, width=320, height=240, audio=False).rename(folder / "input")
+        probe_, image = check_upload(folder / "input", Limits())
+        job = Job(id=job_id, folder=folder, style="slow", client_name="x.mp4", probe=probe_, image=image,
+                  cache_key=f"{i:064x}")
+        jobs.append(manager.submit(job))
+    deadline = time.monotonic() + 60
+    while jobs[0].progress.frames_done < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert jobs[0].state == "running" and jobs[1].state == "queued"
+    manager.shutdown()
+    for job in jobs:
+        assert job.state == "failed" and job.result is None
+        assert "server stopped" in job.error
+        assert not list(job.folder.glob("result*")) and not list(job.folder.glob(".result*"))
+    assert not [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
