@@ -478,3 +478,51 @@ def test_shutdown_marks_running_and_queued_jobs_failed_and_keeps_no_result(tmp_p
         assert "server stopped" in job.error
         assert not list(job.folder.glob("result*")) and not list(job.folder.glob(".result*"))
     assert not [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+
+
+def test_cache_evicts_the_least_recently_used_and_keeps_its_order_across_restarts(tmp_path):
+    from livefilter.web.cache import ResultCache, cache_key
+
+    results = []
+    for name in "abcd":
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(name.encode() * 1000)
+        results.append(path)
+    keys = [cache_key(f"{i:064x}", "style", 256) for i in range(4)]
+    folder = tmp_path / "cache"
+    cache = ResultCache(folder, max_bytes=2500)  # room for two entries of 1000 bytes
+    cache.put(keys[0], results[0])
+    time.sleep(0.02)
+    cache.put(keys[1], results[1])
+    time.sleep(0.02)
+    assert cache.get(keys[0]).read_bytes() == results[0].read_bytes()  # a hit makes it recent
+    time.sleep(0.02)
+    cache.put(keys[2], results[2])
+    assert cache.get(keys[1]) is None  # the least recently used went
+    assert cache.get(keys[0]) is not None and cache.get(keys[2]) is not None
+    assert cache.total_bytes() <= 2500
+    time.sleep(0.02)
+    reopened = ResultCache(folder, max_bytes=2500)  # a restart: order comes from the files
+    assert reopened.get(keys[2]) is not None
+    time.sleep(0.02)
+    reopened.put(keys[3], results[3])
+    assert reopened.get(keys[0]) is None and reopened.get(keys[2]) is not None and reopened.get(keys[3]) is not None
+    assert ResultCache(folder, max_bytes=0).put(keys[0], results[0]) is None  # 0 turns caching off
+    assert cache_key("a" * 64, "hayao", 256) != cache_key("a" * 64, "shinkai", 256)
+
+
+def test_pyproject_ships_the_web_package_and_every_static_file():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    import fnmatch
+
+    from webkit import REPO
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "livefilter.web" in config["tool"]["setuptools"]["packages"]
+    patterns = config["tool"]["setuptools"]["package-data"]["livefilter.web"]
+    static = REPO / "livefilter" / "web" / "static"
+    files = [p.relative_to(static.parent).as_posix() for p in static.iterdir() if p.is_file()]
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), (files, patterns)
+    deps = " ".join(config["project"]["dependencies"])
+    for name in ("fastapi", "uvicorn", "python-multipart>=0.0.27", "websockets"):
+        assert name in deps

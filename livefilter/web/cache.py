@@ -69,6 +69,7 @@ class ResultCache:
             except OSError:
                 shutil.copyfile(result, tmp)
             os.replace(tmp, target)
+            os.utime(target)  # a hard link keeps the result's old time: mark it as just used
             self._evict()
         return target
 

@@ -49,6 +49,12 @@ def _own_names() -> set[str]:
             names.add(f"[{address}]" if ":" in address else address)
     except OSError:
         pass
+    try:  # the address of the default route's interface (often missing from the name lookup)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.255.255.255", 1))  # UDP connect sends nothing
+            names.add(probe.getsockname()[0])
+    except OSError:
+        pass
     return names
 
 
