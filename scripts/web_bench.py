@@ -217,6 +217,7 @@ def main() -> int:
                 results["screens"] = screenshots(srv.url, client, work, args.screens, photos, clip)
     finally:
         srv.stop()
+    results["server_log_live"] = [line for line in srv.text().splitlines() if "live connection closed" in line]
     print(json.dumps(results, indent=2))
     return 0
 

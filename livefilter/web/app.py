@@ -428,7 +428,8 @@ def create_app(config: ServerConfig, styles: StyleSet) -> FastAPI:
             pass
         finally:
             task.cancel()
-            log.debug("live connection closed: %d frames, %d dropped", session.frames, counts["dropped"])
+            log.info("live connection closed: %s; %d frames dropped (newest wins)", session.summary(),
+                     counts["dropped"])
 
     return app
 

@@ -23,11 +23,13 @@ from pathlib import Path
 
 from livefilter.errors import LivefilterError
 from livefilter.web.cache import ResultCache
-from livefilter.web.media import Limits, MediaError, Probe, Progress, convert_clip, convert_picture
+from livefilter.web.media import (Limits, MediaError, Probe, Progress, convert_clip, convert_picture,
+                                  read_picture)
 from livefilter.web.styles import StyleSet
 
 log = logging.getLogger("livefilter")
 
+KEEP_DECODED_PIXELS = 2_000_000  # queued pictures up to this size stay decoded (16 x 6 MB at most)
 CONTENT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4"}
 
 
@@ -60,7 +62,7 @@ class Job:
     cached: bool = False
     cache_key: str | None = None
     progress: Progress = field(default_factory=Progress)
-    image: object = None  # the decoded picture, dropped once converted
+    image: object = None  # the decoded picture while queued (small ones only), dropped once converted
     created: float = field(default_factory=time.monotonic)
     finished: float | None = None
     stop: threading.Event = field(default_factory=threading.Event)
@@ -113,6 +115,9 @@ class JobManager:
 
     def submit(self, job: Job) -> Job:
         """Queue a checked upload, or finish it at once from the cache. Raises QueueFull."""
+        image = job.image
+        if image is not None and image.shape[0] * image.shape[1] > KEEP_DECODED_PIXELS:
+            job.image = None
         with self._lock:
             if self._closed:
                 raise QueueFull("the server is shutting down")
@@ -195,7 +200,10 @@ class JobManager:
                 out = job.folder / ("result.jpg" if job.probe.fmt == "jpeg" else "result.png")
                 job.progress.frames_total = 1
                 job.progress.started = time.monotonic()
-                convert_picture(job.image, engine, out, job.probe.fmt)
+                image = job.image
+                if image is None:  # large pictures are not held in memory while they wait
+                    image = read_picture(job.input, self.limits)[1]
+                convert_picture(image, engine, out, job.probe.fmt)
                 job.progress.frames_done = 1
             else:
                 out = job.folder / "result.mp4"

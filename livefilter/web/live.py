@@ -6,6 +6,7 @@ connection's own temporal history needs no lock.
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 
@@ -27,6 +28,14 @@ class LiveSession:
         self._stages = None
         self._size: tuple[int, int] | None = None
         self.frames = 0
+        self.seconds: deque[float] = deque(maxlen=2000)  # server time per frame, for the log
+
+    def summary(self) -> str:
+        """Frames and server-side time per frame (decode + engine + temporal + encode)."""
+        if not self.seconds:
+            return f"{self.frames} frames"
+        p50, p95 = (float(np.percentile(self.seconds, q)) * 1000 for q in (50, 95))
+        return f"{self.frames} frames, server time per frame p50 {p50:.0f} ms p95 {p95:.0f} ms"
 
     def switch(self, style: str) -> None:
         """Use ``style`` from the next frame on (the connection stays open)."""
@@ -47,6 +56,7 @@ class LiveSession:
         """One camera frame (JPEG bytes) -> the filtered frame (JPEG bytes)."""
         import cv2
 
+        started = time.monotonic()
         image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise MediaError(415, "a live frame must be a JPEG picture")
@@ -64,4 +74,5 @@ class LiveSession:
         ok, data = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise MediaError(422, "cannot encode the filtered frame")
+        self.seconds.append(time.monotonic() - started)
         return data.tobytes()
