@@ -62,13 +62,17 @@
   async function draw(blob) {
     const bitmap = await createImageBitmap(blob);
     const side = sbs.checked;
+    const stacked = side && stage.parentElement.clientWidth < 600; // phones: one above the other
     const w = bitmap.width, h = bitmap.height;
-    const width = side ? 2 * w : w;
-    if (out.width !== width || out.height !== h) { out.width = width; out.height = h; }
-    if (side) { octx.drawImage(capture, 0, 0, w, h); octx.drawImage(bitmap, w, 0); }
-    else octx.drawImage(bitmap, 0, 0);
+    const width = side && !stacked ? 2 * w : w, height = stacked ? 2 * h : h;
+    if (out.width !== width || out.height !== height) { out.width = width; out.height = height; }
+    if (side) {
+      octx.drawImage(capture, 0, 0, w, h);
+      octx.drawImage(bitmap, stacked ? 0 : w, stacked ? h : 0);
+    } else octx.drawImage(bitmap, 0, 0);
     bitmap.close();
-    stage.classList.toggle("wide", side);
+    stage.classList.toggle("wide", side && !stacked);
+    stage.classList.toggle("tall", stacked);
     say("");
   }
 

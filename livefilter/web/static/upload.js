@@ -79,8 +79,8 @@
     const link = el("a", "button primary", "Download"); link.href = url; link.setAttribute("download", job.name || "");
     link.className = "button primary download";
     view.actions.appendChild(link);
-    const frames = job.kind === "clip" ? job.frames_total + " frames, " : "";
-    setProgress(view, 1, "done" + (job.cached ? " (from the cache)" : "") + " - " + frames + job.style);
+    const frames = job.kind === "clip" ? job.frames_total + " frames \u00b7 " : "";
+    setProgress(view, 1, "done" + (job.cached ? " (from the cache)" : "") + " \u00b7 " + frames + job.style);
     doneIds.push(job.id);
     zip.href = "/api/results.zip?ids=" + doneIds.map(encodeURIComponent).join(",");
     zip.classList.remove("disabled");
@@ -99,11 +99,11 @@
         if (job.state === "done") return showResult(view, job);
         if (job.state === "failed") return fail(view, job.error || "conversion failed");
         let text;
-        if (job.state === "queued") text = "queued" + (job.queue_position ? " - #" + job.queue_position + " in line" : "");
+        if (job.state === "queued") text = "queued" + (job.queue_position ? " \u00b7 #" + job.queue_position + " in line" : "");
         else if (job.kind === "clip") {
-          text = "converting - frame " + job.frames_done + (job.frames_total ? " of " + job.frames_total : "");
-          if (job.fps) text += " - " + job.fps.toFixed(1) + " fps";
-          if (job.eta_s) text += " - " + fmtTime(job.eta_s) + " left";
+          text = "converting \u00b7 frame " + job.frames_done + (job.frames_total ? " of " + job.frames_total : "");
+          if (job.fps) text += " \u00b7 " + job.fps.toFixed(1) + " fps";
+          if (job.eta_s) text += " \u00b7 " + fmtTime(job.eta_s) + " left";
         } else text = "converting";
         setProgress(view, job.state === "queued" ? 0.02 : 0.05 + 0.95 * job.progress, text);
         setTimeout(() => poll(view, id), 400);
@@ -124,7 +124,7 @@
     xhr.onload = () => {
       const job = xhr.response || {};
       if (xhr.status === 429 && attempt < 60) {
-        setProgress(view, 0, "the queue is full - trying again shortly");
+        setProgress(view, 0, "the queue is full \u00b7 trying again shortly");
         setTimeout(() => upload(view, attempt + 1), 2000);
         return;
       }
