@@ -111,7 +111,7 @@ class JobManager:
     def settings_key(self, probe: Probe, style: str) -> tuple:
         engine = self.styles.settings
         temporal = (self.temporal, self.strength) if probe.kind == "clip" else ("off",)
-        return (probe.kind, style, self.styles.digest(style), engine.resolution, temporal, "v1")
+        return (probe.kind, style, self.styles.digest(style), engine.resolution, engine.provider, temporal, "v1")
 
     def submit(self, job: Job) -> Job:
         """Queue a checked upload, or finish it at once from the cache. Raises QueueFull."""
