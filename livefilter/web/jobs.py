@@ -29,7 +29,7 @@ from livefilter.web.styles import StyleSet
 
 log = logging.getLogger("livefilter")
 
-KEEP_DECODED_PIXELS = 2_000_000  # queued pictures up to this size stay decoded (16 x 6 MB at most)
+KEEP_DECODED_PIXELS = 2_000_000  # pictures behind others in the queue stay decoded up to this size
 CONTENT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4"}
 
 
@@ -115,9 +115,6 @@ class JobManager:
 
     def submit(self, job: Job) -> Job:
         """Queue a checked upload, or finish it at once from the cache. Raises QueueFull."""
-        image = job.image
-        if image is not None and image.shape[0] * image.shape[1] > KEEP_DECODED_PIXELS:
-            job.image = None
         with self._lock:
             if self._closed:
                 raise QueueFull("the server is shutting down")
@@ -137,6 +134,9 @@ class JobManager:
                 return job
             if len(self._waiting) >= self.max_queue:
                 raise QueueFull(f"the queue is full ({self.max_queue} waiting); try again shortly")
+            image = job.image
+            if self._waiting and image is not None and image.shape[0] * image.shape[1] > KEEP_DECODED_PIXELS:
+                job.image = None  # it will wait: hold the file, not 3 bytes a pixel, until its turn
             self._add(job)
             self._waiting.append(job.id)
         self._queue.put(job.id)
