@@ -329,13 +329,15 @@ def test_live_origin_must_be_the_page_own(server, origin):
         with _ws(server, origin=origin):
             pass
     assert caught.value.response.status_code == 403
+    assert "Origin" in json.loads(bytes(caught.value.response.body))["error"]
 
 
 def test_live_bad_host_is_refused(server):
     request = (f"GET /api/live HTTP/1.1\r\nHost: evil.example:{server.port}\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                f"Sec-WebSocket-Version: 13\r\nOrigin: http://evil.example:{server.port}\r\n\r\n").encode()
-    assert status_of(raw(server.port, request)) == 403
+    answer = raw(server.port, request)
+    assert status_of(answer) == 400 and b'{"error":"Host' in answer
 
 
 # --- queue, cache across restarts, shutdown ---------------------------------------------------

@@ -107,7 +107,14 @@ class Guard:
             status, message = problem
             if scope["type"] == "websocket":
                 log.debug("refused WebSocket: %s", message)
-                await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+                if "websocket.http.response" in scope.get("extensions", {}):  # answer in JSON too
+                    body = json.dumps({"error": message}, separators=(",", ":")).encode()
+                    await send({"type": "websocket.http.response.start", "status": status,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "websocket.http.response.body", "body": body})
+                else:
+                    await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
                 return
             return await error(status, message)(scope, receive, send)
 
