@@ -118,7 +118,7 @@ def test_png_stays_png_and_cache_hit_returns_the_same_bytes_at_once(client):
     assert wait_job(client, other.json()["id"])[0]["state"] == "done"
 
 
-def test_clip_keeps_every_frame_and_the_audio_packets(client, tmp_path):
+def test_clip_keeps_every_frame_and_the_audio_packets(client, tmp_path, styles_dir):
     src = make_clip(tmp_path / "shapes.mkv", frames=40, width=96, height=64)
     response = upload(client, src.read_bytes(), name="shapes.mkv")
     assert response.status_code == 202, response.text
@@ -135,6 +135,13 @@ def test_clip_keeps_every_frame_and_the_audio_packets(client, tmp_path):
     assert b["frames"] == a["frames"] == 40
     assert b["audio"] and b["audio"] == a["audio"]  # byte for byte, as `livefilter video` keeps it
     assert max(abs(x - y) for x, y in zip(a["seconds"], b["seconds"])) < 1e-6
+    # the very same conversion as the command line: byte for byte the file `livefilter video` writes
+    from livefilter.cli import main
+
+    cli_out = tmp_path / "cli.mp4"
+    assert main(["video", str(src), str(cli_out), "--model", str(styles_dir / "swap.onnx"),
+                 "--resolution", "64"]) == 0
+    assert cli_out.read_bytes() == result.content
 
 
 def test_zip_of_results(client):
