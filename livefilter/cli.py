@@ -1,4 +1,4 @@
-"""Command line: `livefilter camera | video | image | styles | bench`.
+"""Command line: `livefilter camera | video | image | serve | styles | bench`.
 
 Bad input of any kind ends in one line ``livefilter: error: <reason>`` and a non-zero exit;
 tracebacks are for bugs only (set LIVEFILTER_DEBUG=1 to see them).
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     # shared by every subcommand through `common`. cmd_image turns smoothing off itself.
     img.set_defaults(func=cmd_image)
 
+    _add_serve_parser(sub, common)
+
     sty = sub.add_parser("styles", help="list the installed styles")
     sty.set_defaults(func=cmd_styles)
 
@@ -153,6 +155,35 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         bench.set_defaults(func=lambda args: _unavailable("bench"))
     return parser
+
+
+def _add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
+    """`livefilter serve`: the upload page and the live camera page (livefilter.web)."""
+    srv = sub.add_parser("serve", parents=[common], help="web page: uploads and the browser's camera")
+    group = srv.add_argument_group("server")
+    group.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; 0.0.0.0 opens it to the network)")
+    group.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    group.add_argument("--open", action="store_true", help="open the page in the browser")
+    group.add_argument("--max-upload-mb", type=float, default=2048, metavar="MB",
+                       help="largest upload (default 2048)")
+    group.add_argument("--workers", type=_positive_int, default=1,
+                       help="conversions running at once (default 1)")
+    group.add_argument("--max-queue", type=_positive_int, default=16, metavar="N",
+                       help="uploads waiting at most; more get HTTP 429 (default 16)")
+    group.add_argument("--cache-dir", metavar="DIR", help="result cache (default ~/.cache/livefilter/web)")
+    group.add_argument("--cache-mb", type=float, default=1024, metavar="MB",
+                       help="result cache size cap, least recently used evicted (default 1024; 0 off)")
+    group.add_argument("--styles-dir", metavar="DIR", help="offer the .onnx files in DIR as the styles")
+    group.add_argument("--allow-host", action="append", metavar="NAME",
+                       help="also accept this Host header name (e.g. a LAN name); repeatable")
+    srv.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from livefilter.web.server import serve
+
+    return serve(args)
 
 
 def _unavailable(what: str) -> int:
