@@ -288,7 +288,10 @@ class Controller:
             elif median > self.interval:
                 over = f"a frame takes {median * 1000:.0f} ms, more than the {self.interval * 1000:.0f} ms between frames"
             if over is not None and self.ready(self.level + 1):
-                return self._change(now, self.level + 1, over, median)
+                # It did not fit: whatever its median said, it costs at least a frame interval
+                # under this load (the newest half of the window is the most telling).
+                late = float(np.median(proc[len(proc) // 2:]))
+                return self._change(now, self.level + 1, over, max(median, late, self.interval))
         if self.level > 0:
             return self._maybe_up(now, median)
         return None
