@@ -465,14 +465,14 @@ class LiveStages:
             stage.reset()  # its history is from long ago
         self.temporal = stage
 
-    def _set_level(self, index: int) -> None:
+    def _set_level(self, index: int, at: float | None = None) -> None:
         old = self.level
         self.index = index
         engine = self.pool.get(self.level)
         if engine is not None:
             self.engine = engine
         self._set_temporal(self.level)
-        self.trace.append((round(self.clock() - self.started, 3), self.level.name))
+        self.trace.append((round((self.clock() if at is None else at) - self.started, 3), self.level.name))
         if index + 1 < len(self.ladder):
             self.pool.request(self.ladder[index + 1])
         log.debug("quality %s -> %s", old.describe(), self.level.describe())
@@ -511,7 +511,24 @@ class LiveStages:
         if change is not None:
             old, new = self.ladder[change.old], self.ladder[change.new]
             log.info("quality %s -> %s (%s)", old.name, new.name, change.reason)
-            self._set_level(change.new)
+            self._set_level(change.new, at=change.t)
+
+    def warm_all(self, image: np.ndarray, runs: int = 2) -> None:
+        """Build every rung's engine and temporal stage now and run them on ``image``.
+
+        For long-run checks (scripts/soak.py): memory measured afterwards then holds every
+        rung, so growth means a leak. The camera itself builds rungs lazily instead.
+        """
+        for level in self.ladder:
+            engine = self.pool.load(level)
+            temporal = self._temporal_for(level)
+            for _ in range(runs):
+                out = engine(image)
+                if temporal is not None:
+                    temporal(image, out)
+            if temporal is not None:
+                temporal.reset()
+        self.pool.warm = image
 
     @property
     def meter(self) -> "LevelMeter":
