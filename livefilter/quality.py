@@ -241,7 +241,7 @@ class Controller:
         self.level = min(max(0, self.level), self.count - 1)
         self.interval = 1.0 / self.fps if self.fps and self.fps > 0 else 1.0 / 30
         self._samples: deque[tuple[float, float, float, int]] = deque()
-        self._since = self.clock()  # when the current level started
+        self._since: float | None = None  # when the current level started (first frame seen)
         self._last_change = -float("inf")
         self._cost: dict[int, float] = {}  # median frame time when a level last ran
         self._cost_ref: dict[int, float] = {}  # the current level's cost at that moment
@@ -251,14 +251,17 @@ class Controller:
 
     def retarget(self, count: int, level: int) -> None:
         """A new ladder (another style): forget what was learnt about the old one."""
-        self.count = count
+        last_change = self._last_change
+        self.count, self.level = count, level
         self.__post_init__()
-        self.level = min(max(0, level), count - 1)
+        self._last_change = last_change  # the 2 s spacing holds across a style switch too
 
     def observe(self, processing: float, latency: float, dropped: int = 0) -> Change | None:
         """One written frame: its processing time, capture-to-sink latency (seconds) and the
         frames dropped just before it. Returns the change made, if any."""
         now = self.clock()
+        if self._since is None:
+            self._since = now
         self._samples.append((now, processing, latency, max(0, int(dropped))))
         horizon = max(self.window, self.up_after)
         while self._samples and now - self._samples[0][0] > horizon:
@@ -267,7 +270,8 @@ class Controller:
             return None
         start = self._since + self.settle
         recent = [s for s in self._samples if s[0] >= start and now - s[0] <= self.window]
-        if not recent or now - max(start, now - self.window) < 0.75 * self.window or len(recent) < 5:
+        # Two frames are enough when they span the window: so few frames is itself overload.
+        if len(recent) < 2 or now - max(start, now - self.window) < 0.75 * self.window:
             return None
         proc = np.array([s[1] for s in recent])
         lat = np.array([s[2] for s in recent])

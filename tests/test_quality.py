@@ -253,3 +253,10 @@ def test_pool_reports_a_broken_rung_and_keeps_going():
     with pytest.raises(LivefilterError, match="quality level"):
         pool.load(Level("y", Path("y.onnx"), 256, "off", 0.0))
     pool.close()
+
+
+def test_steps_down_even_when_almost_no_frame_gets_through():
+    # 800 ms a frame: about two frames per window, nearly all dropped; it must still act.
+    ctl, _ = simulate([0.800, 0.400, 0.200, 0.010], lambda t: 1.0, 30)
+    assert [c.new for c in ctl.changes] == [1, 2, 3]
+    assert spacing_ok(ctl)
