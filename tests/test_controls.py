@@ -146,3 +146,17 @@ def test_mirror_pause_style_keys_and_help_in_the_real_window(media, xvfb, tmp_pa
     assert result["stopped_by_user"] and result["style"] == "invert" and not result["paused"]
     assert result["frames_written"] > 30
     json.dumps(result)
+
+
+def test_camera_options_and_keys_in_help(capsys):
+    from livefilter.cli import build_parser
+
+    args = build_parser().parse_args(["camera"])
+    assert args.quality == "auto" and args.latency_budget == 80 and not args.no_mirror
+    assert build_parser().parse_args(["camera", "--no-mirror", "--quality", "r192"]).no_mirror
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["camera", "--help"])
+    text = capsys.readouterr().out
+    for needle in ("keys in the preview window", "1-9", "Space", "pause the filter", "--no-mirror",
+                   "--quality", "--latency-budget", "never are"):
+        assert needle in text
