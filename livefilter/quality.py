@@ -517,23 +517,6 @@ class LiveStages:
             log.info("quality %s -> %s (%s)", old.name, new.name, change.reason)
             self._set_level(change.new, at=change.t)
 
-    def warm_all(self, image: np.ndarray, runs: int = 2) -> None:
-        """Build every rung's engine and temporal stage now and run them on ``image``.
-
-        For long-run checks (scripts/soak.py): memory measured afterwards then holds every
-        rung, so growth means a leak. The camera itself builds rungs lazily instead.
-        """
-        for level in self.ladder:
-            engine = self.pool.load(level)
-            temporal = self._temporal_for(level)
-            for _ in range(runs):
-                out = engine(image)
-                if temporal is not None:
-                    temporal(image, out)
-            if temporal is not None:
-                temporal.reset()
-        self.pool.warm = image
-
     @property
     def meter(self) -> "LevelMeter":
         return LevelMeter(self)

@@ -118,20 +118,13 @@ def soak(args: argparse.Namespace) -> dict:
 
     duration = args.seconds if args.seconds is not None else args.minutes * 60
     interval = args.interval if args.interval is not None else (60.0 if args.seconds is None else 1.0)
+    warmup = args.warmup if args.warmup is not None else (60.0 if args.seconds is None else 0.0)
     workdir = tempfile.TemporaryDirectory(prefix="livefilter-soak-")
     clip = Path(args.clip) if args.clip else make_clip(Path(workdir.name) / "camera.mp4")
     source = CountingSource(PacedFileSource(clip, loop=True))
     stages = make_live_stages(resolve_model(args.model or args.style), resolution=args.resolution,
                               temporal=args.temporal, strength=args.strength, fps=source.fps,
                               quality=args.quality, threads=args.threads, with_styles=False)
-    # Every rung's engine is built up front, so the baseline RSS holds them all: growth then
-    # means a leak, not a rung first used late in the run.
-    from livefilter.capture import FileSource
-
-    probe = FileSource(clip)
-    first = probe.read()
-    probe.close()
-    stages.warm_all(first.image)
     switcher = LoadSwitcher(args.load, args.load_period) if args.load else None
 
     register_null_camera()
@@ -180,7 +173,7 @@ def soak(args: argparse.Namespace) -> dict:
         watcher.join(timeout=interval + 5)
         loads = switcher.close() if switcher is not None else []
         workdir.cleanup()
-    summary = summarise(samples, stats, args.max_growth_mb, stages.ladder[0].describe())
+    summary = summarise(samples, stats, args.max_growth_mb, stages.ladder[0].describe(), warmup)
     changes = [round(t, 2) for t, _ in stages.trace[1:]]
     gaps = [b - a for a, b in zip(changes, changes[1:])]
     summary.update({"quality": args.quality, "level_trace": stages.trace, "level_changes": len(changes),
@@ -266,11 +259,17 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def summarise(samples: list[dict], stats, limit_mb: float, model: str) -> dict:
+def summarise(samples: list[dict], stats, limit_mb: float, model: str, warmup: float = 0.0) -> dict:
+    """The verdict: RSS growth from the first sample taken after ``warmup`` seconds.
+
+    The first minute is allocator and runtime settling (ONNX Runtime arenas, a rung's engine
+    built when first used, glibc arenas per thread); a leak shows as growth after it.
+    """
     if not samples:
         raise LivefilterError("no samples taken: run longer than one interval")
-    first = samples[0]["rss_mb"]
-    growth = max(s["rss_mb"] for s in samples) - first
+    settled = [s for s in samples if s["t"] >= warmup] or samples[-1:]
+    first = settled[0]["rss_mb"]
+    growth = max(s["rss_mb"] for s in settled) - first
     p50 = [s["latency_p50_ms"] for s in samples if s["latency_p50_ms"] is not None]
     return {
         "model": model,
@@ -278,6 +277,8 @@ def summarise(samples: list[dict], stats, limit_mb: float, model: str) -> dict:
         "seconds": round(stats.elapsed, 1),
         "frames_shown": stats.frames_written,
         "frames_dropped": stats.frames_dropped,
+        "warmup_s": warmup,
+        "rss_at_start_mb": samples[0]["rss_mb"],
         "rss_first_mb": first,
         "rss_last_mb": samples[-1]["rss_mb"],
         "rss_growth_mb": round(growth, 1),
@@ -307,6 +308,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="virtual camera size WxH (default 1280x720)")
     parser.add_argument("--record", help="also record to this file (checks the file sink over time)")
     parser.add_argument("--max-growth-mb", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="seconds of settling before the RSS baseline (default 60; 0 in short mode)")
     parser.add_argument("--quality", default="auto", help="auto (default) or a fixed level name")
     parser.add_argument("--load", type=int, default=0, help="call-app stand-ins that come and go")
     parser.add_argument("--load-period", type=float, default=120.0,
