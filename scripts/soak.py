@@ -138,6 +138,9 @@ def soak(args: argparse.Namespace) -> dict:
     sinks.append(stages.meter)  # feeds the quality controller
     stop = threading.Event()
     samples: list[dict] = []
+    if switcher is not None:
+        switcher.tick()  # the first load period starts now, before the clock (spawning takes a while)
+        switcher.started = time.monotonic()
     started = time.monotonic()
 
     def sampler() -> None:
@@ -164,8 +167,6 @@ def soak(args: argparse.Namespace) -> dict:
 
     watcher = threading.Thread(target=sampler, name="soak-sampler", daemon=True)
     watcher.start()
-    if switcher is not None:
-        switcher.tick()
     try:
         stats = run(source, stages.process, sinks, live=True, queue_size=1, stop_event=stop, post=stages.post)
     finally:

@@ -64,7 +64,7 @@ def test_short_soak_with_auto_quality_and_a_load_that_comes_and_goes(models, tmp
     report = tmp_path / "soak.json"
     result = subprocess.run([sys.executable, str(SCRIPT), "--seconds", "8", "--interval", "1",
                              "--model", str(models["tiny"]), "--resolution", "64", "--load", "1",
-                             "--load-period", "3", "--json", str(report)],
+                             "--load-period", "3", "--warmup", "2", "--json", str(report)],
                             capture_output=True, text=True, timeout=180, env=cli_env(), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads(report.read_text())
