@@ -14,6 +14,7 @@ kept; until the wanted engine is ready the current one keeps running.
 
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import threading
@@ -546,9 +547,26 @@ def make_live_stages(model: Path, *, resolution: int, temporal: str, strength: f
     from livefilter.engine import Engine, list_styles, resolve_model
     from livefilter.temporal import make_temporal
 
+    sessions: dict[tuple, Engine] = {}
+    lock = threading.Lock()
+
     def engine_factory(level: Level):
-        return Engine(level.model, resolution=level.resolution, threads=threads, provider=provider,
-                      **dict(level.engine_options))
+        """One ONNX Runtime session per model file: rungs that differ only in internal size
+        share it (a shallow copy with its own ``resolution``). Fewer sessions load faster and
+        keep memory flat: each session holds its own arena and threads."""
+        key = (str(level.model), level.engine_options)
+        with lock:
+            base = sessions.get(key)
+        if base is None:
+            base = Engine(level.model, resolution=level.resolution, threads=threads, provider=provider,
+                          **dict(level.engine_options))
+            with lock:
+                base = sessions.setdefault(key, base)
+        if base.resolution == level.resolution:
+            return base
+        clone = copy.copy(base)
+        clone.resolution = level.resolution
+        return clone
 
     def temporal_factory(mode: str, value: float):
         return None if mode == "off" else make_temporal(mode, value)

@@ -260,3 +260,19 @@ def test_steps_down_even_when_almost_no_frame_gets_through():
     ctl, _ = simulate([0.800, 0.400, 0.200, 0.010], lambda t: 1.0, 30)
     assert [c.new for c in ctl.changes] == [1, 2, 3]
     assert spacing_ok(ctl)
+
+
+@pytest.mark.skipif(not (WEIGHTS / "hayao_int8.onnx").is_file(), reason="shipped weights absent")
+def test_rungs_of_one_file_share_a_session_and_keep_their_sizes():
+    from livefilter.quality import make_live_stages
+
+    stages = make_live_stages(WEIGHTS / "hayao.onnx", resolution=256, temporal="flow", strength=0.9, fps=30,
+                              quality="r192", with_styles=False)
+    image = np.zeros((360, 640, 3), np.uint8)
+    engines = {lv.name: stages.pool.load(lv) for lv in stages.ladder}
+    assert engines["hd"].session is not engines["int8"].session
+    assert len({id(e.session) for n, e in engines.items() if n != "hd"}) == 1
+    assert [engines[lv.name].resolution for lv in stages.ladder] == [256, 256, 256, 224, 192, 160]
+    assert engines["r160"].internal_size(640, 360) == (284, 160)
+    assert engines["r160"](image).shape == image.shape
+    stages.close()
