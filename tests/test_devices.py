@@ -77,3 +77,13 @@ def test_devices_command_on_this_machine():
     assert "Traceback" not in done.stderr
     if not Path("/sys/module/v4l2loopback").exists() and sys.platform.startswith("linux"):
         assert "hint: create one: sudo modprobe v4l2loopback" in done.stdout
+
+
+def test_v4l2_request_codes_match_the_kernel_header():
+    """No camera here to query: at least the ioctl numbers and struct sizes must be videodev2.h's."""
+    from livefilter import devices
+
+    assert devices.VIDIOC_QUERYCAP == 0x80685600
+    assert devices.VIDIOC_ENUM_FMT == 0xC0405602
+    assert devices.VIDIOC_ENUM_FRAMESIZES == 0xC02C564A
+    assert devices.fourcc_text(0x47504A4D) == "MJPG" and devices.fourcc_text(0x56595559) == "YUYV"
