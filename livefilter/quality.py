@@ -236,6 +236,7 @@ class Controller:
     drop_limit: float = 0.03
     ready: Callable[[int], bool] = lambda _i: True
     changes: list[Change] = field(default_factory=list)
+    floor_overloaded: str | None = None  # set when the cheapest level is too slow as well
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -285,15 +286,17 @@ class Controller:
         if self._ref_pending is not None and self._ref_pending == self.level - 1:
             self._cost_ref[self._ref_pending] = median
             self._ref_pending = None
-        if self.level + 1 < self.count:
-            over = None
-            if p95 > self.budget:
-                over = f"p95 latency {p95 * 1000:.0f} ms over the {self.budget * 1000:.0f} ms budget"
-            elif drop_rate > self.drop_limit:
-                over = f"{drop_rate * 100:.0f}% of frames dropped"
-            elif median > self.interval:
-                over = f"a frame takes {median * 1000:.0f} ms, more than the {self.interval * 1000:.0f} ms between frames"
-            if over is not None and self.ready(self.level + 1):
+        over = None
+        if p95 > self.budget:
+            over = f"p95 latency {p95 * 1000:.0f} ms over the {self.budget * 1000:.0f} ms budget"
+        elif drop_rate > self.drop_limit:
+            over = f"{drop_rate * 100:.0f}% of frames dropped"
+        elif median > self.interval:
+            over = f"a frame takes {median * 1000:.0f} ms, more than the {self.interval * 1000:.0f} ms between frames"
+        if over is not None:
+            if self.level + 1 == self.count:
+                self.floor_overloaded = over  # nothing cheaper to go to: the caller may say so
+            elif self.ready(self.level + 1):
                 # It did not fit: whatever its median said, it costs at least a frame interval
                 # under this load (the newest half of the window is the most telling).
                 late = float(np.median(proc[len(proc) // 2:]))
@@ -388,6 +391,7 @@ class LiveStages:
         self._processing = 0.0
         self._last_index: int | None = None
         self._dropped = 0
+        self._floor_warned = False
         if self.controller is not None and start + 1 < len(self.ladder):
             self.pool.request(self.ladder[start + 1])
 
@@ -514,6 +518,10 @@ class LiveStages:
         latency = self.clock() - frame.capture_time
         change = self.controller.observe(self._processing, latency, self._dropped)
         self._dropped = 0
+        if self.controller.floor_overloaded and not self._floor_warned:
+            self._floor_warned = True
+            log.warning("quality %s is the cheapest level and still too slow here (%s); other programs "
+                        "need the CPU: expect dropped frames", self.level.name, self.controller.floor_overloaded)
         if change is not None:
             old, new = self.ladder[change.old], self.ladder[change.new]
             log.info("quality %s -> %s (%s)", old.name, new.name, change.reason)

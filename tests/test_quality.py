@@ -260,6 +260,12 @@ def test_steps_down_even_when_almost_no_frame_gets_through():
     ctl, _ = simulate([0.800, 0.400, 0.200, 0.010], lambda t: 1.0, 30)
     assert [c.new for c in ctl.changes] == [1, 2, 3]
     assert spacing_ok(ctl)
+    assert ctl.floor_overloaded is None  # the cheapest level fits
+
+
+def test_says_when_even_the_cheapest_level_is_too_slow():
+    ctl, _ = simulate([0.060, 0.045], lambda t: 1.0, 20)
+    assert ctl.level == 1 and ctl.floor_overloaded and ("dropped" in ctl.floor_overloaded or "ms" in ctl.floor_overloaded)
 
 
 @pytest.mark.skipif(not (WEIGHTS / "hayao_int8.onnx").is_file(), reason="shipped weights absent")
