@@ -5,7 +5,9 @@ Sections (each can be skipped with ``--skip``):
   default internal resolution and a few others, for the chosen student, the other shipped
   styles, and ``--teacher`` with the teacher/student ratio;
 - live: the real pipeline fed by a file played in real time (30 fps 640x360 synthetic clip
-  unless ``--clip``), null sink: output fps, dropped-frame rate, capture->sink latency;
+  unless ``--clip``, any size), null sink: output fps, dropped-frame rate, capture->sink latency,
+  with the camera's auto quality (``--quality``) and its level trace; ``--load N`` runs N
+  stand-ins for a video-call app meanwhile (livefilter.callload) and records their CPU;
 - convert: clip conversion through the real pipeline and video sink, as a multiple of real time;
 - flicker: warping error (livefilter.metrics) and PSNR against the per-frame output for each
   temporal mode and strength on the clip.
@@ -246,6 +248,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                    help="print JSON instead of the table (or write it to PATH and print the table)")
     g.add_argument("--plot", metavar="PNG", help="draw latency over time and the flicker trade-off")
+    from livefilter.quality import AUTO, DEFAULT_BUDGET_MS
+
+    q = parser.add_argument_group("live: adaptive quality and call load")
+    q.add_argument("--quality", default=AUTO, metavar="LEVEL",
+                   help="auto (default, as `livefilter camera`) or a fixed level for the live part")
+    q.add_argument("--latency-budget", type=float, default=DEFAULT_BUDGET_MS, metavar="MS",
+                   help=f"p95 latency auto quality aims at (default {DEFAULT_BUDGET_MS:g})")
+    q.add_argument("--load", type=int, default=0, metavar="N",
+                   help="run N stand-ins for a call app (1280x720 30 fps x264 encode + decode) "
+                        "during the live part")
 
 
 def _student_path(args: argparse.Namespace) -> Path:
@@ -341,34 +353,63 @@ def _temporal_for(args: argparse.Namespace):
 
 
 def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> dict:
-    """Real pipeline, file played in real time (looped), null sink; stops after ``seconds``."""
+    """Real pipeline, file played in real time (looped), null sink; stops after ``seconds``.
+
+    The stages are the camera's: auto quality (or ``--quality``) over the installed ladder,
+    its level trace kept next to the latency trace. ``engine`` (the top level) is unused here:
+    the live stages build and keep their own engines, as the camera does.
+    """
     from livefilter.capture import FileSource, PacedFileSource
     from livefilter.pipeline import run as run_pipeline
+    from livefilter.quality import AUTO, DEFAULT_BUDGET_MS, make_live_stages
 
     probe = FileSource(clip)
     first = probe.read()
     probe.close()
-    temporal = _temporal_for(args)
-    for _ in range(3):  # warm-up, excluded
-        out = engine(first.image)
-        if temporal is not None:
-            temporal(first.image, out)
-    if temporal is not None:
-        temporal.reset()
-    source = PacedFileSource(clip, loop=True)
-    sink = _RecordingSink()
-    stop = threading.Event()
-    timer = threading.Timer(seconds, stop.set)
-    timer.start()
+    quality = getattr(args, "quality", AUTO)
+    budget_ms = float(getattr(args, "latency_budget", DEFAULT_BUDGET_MS))
+    n_load = int(getattr(args, "load", 0) or 0)
+    load = None
+    if n_load > 0:
+        from livefilter.callload import CallLoad
+
+        load = CallLoad(n_load)
+        load.start()
     try:
-        stats = run_pipeline(source, sinks=[sink], live=True, stop_event=stop, **_stage_kwargs(engine, temporal),
-                             queue_size=int(getattr(args, "queue_size", 2)))
+        source = PacedFileSource(clip, loop=True)
+        stages = make_live_stages(_student_path(args), resolution=int(args.resolution),
+                                  temporal=getattr(args, "temporal", DEFAULT_MODE),
+                                  strength=getattr(args, "strength", DEFAULT_STRENGTH), fps=source.fps,
+                                  quality=quality, budget_ms=budget_ms, threads=getattr(args, "threads", None),
+                                  provider=getattr(args, "provider", "cpu"), with_styles=False)
+        for _ in range(3):  # warm-up, excluded
+            out = stages.engine(first.image)
+            if stages.temporal is not None:
+                stages.temporal(first.image, out)
+        if stages.temporal is not None:
+            stages.temporal.reset()
+        sink = _RecordingSink()
+        stop = threading.Event()
+        timer = threading.Timer(seconds, stop.set)
+        stages.started = time.monotonic()
+        timer.start()
+        try:
+            stats = run_pipeline(source, process=stages.process, post=stages.post, sinks=[sink, stages.meter],
+                                 live=True, stop_event=stop, queue_size=int(getattr(args, "queue_size", 2)))
+        finally:
+            timer.cancel()
     finally:
-        timer.cancel()
+        load_result = load.stop() if load is not None else None
     times = [t for t, _ in sink.trace]
     lat_ms = [lat * 1000 for _, lat in sink.trace]
     span = times[-1] - times[0] if len(times) > 1 else 0.0
     t0 = times[0] if times else 0.0
+    level_trace = [[round(t, 3), name] for t, name in stages.trace]
+    ends = [t for t, _ in level_trace[1:]] + [stats.elapsed]
+    level_seconds: dict[str, float] = {}
+    for (t, name), end in zip(level_trace, ends):
+        level_seconds[name] = round(level_seconds.get(name, 0.0) + max(0.0, end - t), 2)
+    changes = stages.controller.changes if stages.controller is not None else []
     return {
         "source": f"{clip.name} paced at {source.fps:.3g} fps",
         "source_fps": source.fps,
@@ -385,6 +426,16 @@ def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> 
         "latency_ms": {"p50": _percentile(lat_ms, 50), "p95": _percentile(lat_ms, 95),
                        "max": max(lat_ms) if lat_ms else None},
         "trace": [[round(t - t0, 4), round(lat, 2)] for t, lat in zip(times, lat_ms)],
+        "quality": quality,
+        "latency_budget_ms": budget_ms,
+        "levels": [level.describe() for level in stages.ladder],
+        # [seconds since the live run started, level name]: the first entry is the start level.
+        "level_trace": level_trace,
+        "level_changes": len(level_trace) - 1,
+        "level_changes_after_5s": sum(1 for t, _ in level_trace[1:] if t > 5.0),
+        "level_reasons": [{"t": round(c.t - stages.started, 3), "reason": c.reason} for c in changes],
+        "level_seconds": level_seconds,
+        "load": load_result,
     }
 
 
@@ -465,6 +516,15 @@ def format_table(result: dict) -> str:
                   f"  fps out {r['fps_out']:.1f}   dropped {r['frames_dropped']}/{r['frames_read']} "
                   f"({r['drop_rate'] * 100:.1f}%)   latency ms p50 {_fmt(lat['p50'])} "
                   f"p95 {_fmt(lat['p95'])} max {_fmt(lat['max'])}"]
+        if "level_trace" in r:
+            steps = " -> ".join(f"{name} at {t:.1f} s" for t, name in r["level_trace"])
+            lines.append(f"  quality {r['quality']} (budget {r['latency_budget_ms']:g} ms): {steps}; "
+                         f"{r['level_changes']} changes, {r['level_changes_after_5s']} after 5 s")
+        if r.get("load"):
+            ld = r["load"]
+            each = ", ".join(f"{p['cpu_percent']:.0f}% at {p['fps']:.1f} fps" for p in ld["per_process"])
+            lines.append(f"  load: {ld['processes']} call stand-ins ({ld['size']} {ld['what']}): "
+                         f"CPU {ld['cpu_percent_total']:.0f}% of a core in all ({each})")
     if "convert" in result:
         r = result["convert"]
         lines += ["", f"convert ({r['clip']}, {r['size']}, {r['frames']} frames)",
@@ -480,6 +540,31 @@ def format_table(result: dict) -> str:
                          f"{0.0 - r['reduction'] * 100 + 0.0:+6.0f}% {r['psnr']:6.1f} {r['worst_psnr']:6.1f} "
                          f"{r['ms_per_frame']:8.2f} {r['cpu_ms_per_frame']:7.2f}")
     return "\n".join(lines)
+
+
+def _draw_levels(canvas: np.ndarray, live: dict, to_px, t_end: float, y_hi: float) -> None:
+    """The quality level as a green step line in the top band of the latency panel, named."""
+    trace = live.get("level_trace") or []
+    names = [entry.split(":")[0] for entry in live.get("levels", [])]
+    if not trace or not names:
+        return
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    band_lo, band_hi = 0.62 * y_hi, 0.97 * y_hi
+    def y_of(name: str) -> float:  # top level highest
+        i = names.index(name) if name in names else len(names) - 1
+        return band_hi - (band_hi - band_lo) * i / max(1, len(names) - 1)
+    colour = (0, 150, 0)
+    points = []
+    for n, (t, name) in enumerate(trace):
+        end = trace[n + 1][0] if n + 1 < len(trace) else t_end
+        points += [to_px(t, y_of(name)), to_px(end, y_of(name))]
+        x, y = to_px(t, y_of(name))
+        cv2.putText(canvas, name, (x + 3, y - 4), font, 0.4, colour, 1, cv2.LINE_AA)
+    cv2.polylines(canvas, [np.array(points, np.int32)], False, colour, 2, cv2.LINE_AA)
+    x, y = to_px(0.0, 0.0)
+    load = live.get("load")
+    label = f"quality {live.get('quality', 'auto')}" + (f", load {load['processes']}" if load else "")
+    cv2.putText(canvas, label, (x + 6, y - 8), font, 0.42, colour, 1, cv2.LINE_AA)
 
 
 def draw_plot(result: dict, path: str | Path) -> None:
@@ -520,12 +605,14 @@ def draw_plot(result: dict, path: str | Path) -> None:
         y_hi = max(200.0, float(trace[:, 1].max()) * 1.1)
         to_px = panel(0, "live: capture->sink latency over time", "seconds", "ms",
                       (0.0, float(trace[-1, 0])), (0.0, y_hi))
-        for limit, colour in ((125.0, (0, 140, 255)), (185.0, (0, 0, 220))):
+        budget = float(live.get("latency_budget_ms", 80.0))
+        for limit, colour in ((budget, (0, 140, 255)), (185.0, (0, 0, 220))):
             a, b = to_px(0.0, limit), to_px(float(trace[-1, 0]), limit)
             cv2.line(canvas, a, b, colour, 1, cv2.LINE_AA)
             cv2.putText(canvas, f"{limit:g} ms", (b[0] - 60, b[1] - 4), font, 0.4, colour, 1, cv2.LINE_AA)
         pts = np.array([to_px(t, lat) for t, lat in trace], np.int32)
         cv2.polylines(canvas, [pts], False, (160, 60, 0), 1, cv2.LINE_AA)
+        _draw_levels(canvas, live, to_px, float(trace[-1, 0]), y_hi)
     else:
         cv2.putText(canvas, "live section not run", (120, 240), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
 
@@ -575,6 +662,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise LivefilterError("--seconds, --convert-seconds and --flicker-seconds must be positive")
     if getattr(args, "queue_size", 2) < 1:
         raise LivefilterError("--queue-size must be at least 1")
+    if getattr(args, "load", 0) < 0:
+        raise LivefilterError("--load must be 0 or more")
+    if getattr(args, "latency_budget", 80.0) <= 0:
+        raise LivefilterError("--latency-budget must be positive")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_options()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    cam = sub.add_parser("camera", parents=[common], help="filter a webcam (or a file played live)")
+    cam = sub.add_parser("camera", parents=[common], help="filter a webcam (or a file played live)",
+                         epilog=_camera_keys(), formatter_class=argparse.RawDescriptionHelpFormatter)
     cam.add_argument("--source", default="0",
                      help="camera index (0), device (/dev/video2) or a video file played at its own rate")
     cam.add_argument("--loop", action="store_true", help="repeat a file source forever")
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
     cam.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                      help="stop after this many seconds")
+    _add_live_quality_options(cam)
     cam.set_defaults(func=cmd_camera)
 
     vid = sub.add_parser("video", parents=[common], help="convert a video file, every frame, audio kept")
@@ -140,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sty = sub.add_parser("styles", help="list the installed styles")
     sty.set_defaults(func=cmd_styles)
+
+    dev = sub.add_parser("devices", help="list cameras and the virtual-camera backend's state")
+    dev.set_defaults(func=cmd_devices)
 
     bench = sub.add_parser("bench", parents=[common], help="measure speed, latency and flicker")
     try:
@@ -184,6 +189,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from livefilter.web.server import serve
 
     return serve(args)
+
+
+def _camera_keys() -> str:
+    """The epilog of `livefilter camera --help`: the preview's keys, with this install's styles."""
+    from livefilter.engine import list_styles
+    from livefilter.quality import key_styles
+
+    styles = key_styles(list_styles())
+    mapping = ", ".join(f"{n} {name}" for n, name in enumerate(styles, start=1)) or "no styles installed"
+    return CAMERA_KEYS.replace("{styles}", mapping)
+
+
+CAMERA_KEYS = """keys in the preview window:
+  1-9      switch style live: {styles}
+  Space    pause the filter: the original picture passes through
+  s        original | filtered side by side
+  i        fps / latency / quality overlay
+  h        show these keys in the window
+  q, Esc   quit
+The preview is mirrored (--no-mirror to turn it off); the virtual camera and --record never are:
+call apps mirror your own view themselves."""
+
+
+def _add_live_quality_options(parser: argparse.ArgumentParser) -> None:
+    """--quality, --latency-budget and --no-mirror (camera; bench adds the first two itself)."""
+    from livefilter.quality import AUTO, DEFAULT_BUDGET_MS
+
+    group = parser.add_argument_group("adaptive quality and view")
+    group.add_argument("--quality", default=AUTO, metavar="LEVEL",
+                       help="auto (default: step down under load, up when there is room) or a fixed "
+                            "level: hd, int8, motion, r192, r160")
+    group.add_argument("--latency-budget", type=float, default=DEFAULT_BUDGET_MS, metavar="MS",
+                       help=f"p95 capture-to-output latency auto quality aims at (default {DEFAULT_BUDGET_MS:g})")
+    group.add_argument("--no-mirror", action="store_true",
+                       help="do not mirror the preview (virtual camera and --record are never mirrored)")
+
+
+def live_stages(args: argparse.Namespace, fps: float):
+    """The camera's per-frame stages: engine rung chosen by auto quality (or pinned), temporal."""
+    from livefilter.engine import resolve_model
+    from livefilter.quality import make_live_stages
+
+    if not 0.0 <= args.strength < 1.0:
+        raise LivefilterError(f"temporal strength must be in [0, 1), got {args.strength:g}")
+    model = resolve_model(args.model if args.model else args.style)
+    stages = make_live_stages(model, resolution=args.resolution, temporal=args.temporal,
+                              strength=args.strength, fps=fps, quality=args.quality,
+                              budget_ms=args.latency_budget, threads=args.threads, provider=args.provider,
+                              style_name=None if args.model else args.style)
+    log.debug("quality ladder: %s", "; ".join(level.describe() for level in stages.ladder))
+    return stages
 
 
 def _unavailable(what: str) -> int:
@@ -411,11 +467,13 @@ def cmd_camera(args: argparse.Namespace) -> int:
     source = open_live_source(args)
     sinks: list = []
     try:
-        process, post = make_stages(load_engine(args), args)
+        stages = live_stages(args, source.fps)
+        process, post = stages.process, stages.post
         if preview:
             from livefilter.sinks.preview import PreviewSink
 
-            sinks.append(PreviewSink(side_by_side=args.side_by_side, overlay=args.overlay))
+            sinks.append(PreviewSink(side_by_side=args.side_by_side, overlay=args.overlay,
+                                     mirror=not args.no_mirror, controls=stages))
         if args.virtual:
             from livefilter.sinks.virtualcam import VirtualCameraSink
 
@@ -427,6 +485,7 @@ def cmd_camera(args: argparse.Namespace) -> int:
 
             sinks.append(VideoFileSink(args.record, template=None, fps=source.fps, size=source.size,
                                        overwrite=args.overwrite))
+        sinks.append(stages.meter)  # last: it measures capture -> every sink done
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -452,7 +511,18 @@ def cmd_camera(args: argparse.Namespace) -> int:
     latency = f", latency p50 {p50 * 1000:.0f} ms p95 {p95 * 1000:.0f} ms" if p50 is not None else ""
     print(f"livefilter: {stats.frames_written} frames shown, {stats.frames_dropped} dropped, "
           f"{stats.fps:.1f} fps{latency}", file=sys.stderr)
+    if stages.controller is not None:
+        used = ", ".join(dict.fromkeys(name for _, name in stages.trace))
+        print(f"livefilter: quality auto: {len(stages.trace) - 1} level changes (levels used: {used})",
+              file=sys.stderr)
     return _signal_exit(guard)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from livefilter.devices import format_report, gather
+
+    print(format_report(gather()))
+    return 0
 
 
 def cmd_styles(args: argparse.Namespace) -> int:

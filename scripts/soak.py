@@ -10,9 +10,14 @@ shown and dropped, capture-to-sink latency percentiles over that interval.
     python scripts/soak.py --minutes 30 --model weights/hayao.onnx      # by hand: 30 min, a sample a minute
     python scripts/soak.py --seconds 6 --interval 1 --model tiny.onnx    # short mode (the test suite)
 
+The stages are the camera's: auto quality by default (``--quality``), each sample says which
+level ran. ``--load N --load-period S`` switches N call-app stand-ins (livefilter.callload) on
+and off every S seconds, so the controller has to step down and back up during the run.
+
 Verdict: RSS growth from the first sample (after warm-up) to the largest later one must stay
-under ``--max-growth-mb`` (20 MB, the issue's bound); exit 1 otherwise. Latency is reported,
-not judged: it depends on the machine; compare the first and last samples.
+under ``--max-growth-mb`` (20 MB, the issue's bound), and no level change may come within 2 s
+of the one before; exit 1 otherwise. Latency is reported, not judged: it depends on the
+machine; compare the first and last samples.
 """
 
 from __future__ import annotations
@@ -105,26 +110,22 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def soak(args: argparse.Namespace) -> dict:
-    from dataclasses import replace
-
     from livefilter.capture import PacedFileSource
-    from livefilter.engine import Engine, resolve_model
+    from livefilter.engine import resolve_model
     from livefilter.pipeline import run
+    from livefilter.quality import make_live_stages
     from livefilter.sinks.virtualcam import VirtualCameraSink
-    from livefilter.temporal import make_temporal
 
     duration = args.seconds if args.seconds is not None else args.minutes * 60
     interval = args.interval if args.interval is not None else (60.0 if args.seconds is None else 1.0)
+    warmup = args.warmup if args.warmup is not None else (60.0 if args.seconds is None else 0.0)
     workdir = tempfile.TemporaryDirectory(prefix="livefilter-soak-")
     clip = Path(args.clip) if args.clip else make_clip(Path(workdir.name) / "camera.mp4")
-    engine = Engine(resolve_model(args.model or args.style), resolution=args.resolution, threads=args.threads)
-    temporal = make_temporal(args.temporal, args.strength) if args.temporal != "off" else None
-
-    def process(frame):
-        out = engine(frame.image)
-        if temporal is not None:
-            out = temporal(frame.image, out)
-        return replace(frame, image=out, original=frame.image)
+    source = CountingSource(PacedFileSource(clip, loop=True))
+    stages = make_live_stages(resolve_model(args.model or args.style), resolution=args.resolution,
+                              temporal=args.temporal, strength=args.strength, fps=source.fps,
+                              quality=args.quality, threads=args.threads, with_styles=False)
+    switcher = LoadSwitcher(args.load, args.load_period) if args.load else None
 
     register_null_camera()
     meter = Meter()
@@ -133,10 +134,13 @@ def soak(args: argparse.Namespace) -> dict:
         from livefilter.sinks.video_file import VideoFileSink
 
         sinks.append(VideoFileSink(args.record, fps=30, overwrite=True))
-    sinks.append(meter)  # last: latency is capture -> every sink done
-    source = CountingSource(PacedFileSource(clip, loop=True))
+    sinks.append(meter)  # latency is capture -> every sink done
+    sinks.append(stages.meter)  # feeds the quality controller
     stop = threading.Event()
     samples: list[dict] = []
+    if switcher is not None:
+        switcher.tick()  # the first load period starts now, before the clock (spawning takes a while)
+        switcher.started = time.monotonic()
     started = time.monotonic()
 
     def sampler() -> None:
@@ -151,21 +155,61 @@ def soak(args: argparse.Namespace) -> dict:
                 "fps": round(shown / interval, 1),
                 "latency_p50_ms": _ms(percentile(latencies, 50)),
                 "latency_p95_ms": _ms(percentile(latencies, 95)),
+                "level": stages.level.name,
+                "load": switcher.on if switcher is not None else False,
             }
             samples.append(sample)
             print(json.dumps(sample), flush=True)
+            if switcher is not None:
+                switcher.tick()
             if time.monotonic() - started >= duration:
                 stop.set()
 
     watcher = threading.Thread(target=sampler, name="soak-sampler", daemon=True)
     watcher.start()
     try:
-        stats = run(source, process, sinks, live=True, queue_size=1, stop_event=stop)
+        stats = run(source, stages.process, sinks, live=True, queue_size=1, stop_event=stop, post=stages.post)
     finally:
         stop.set()
         watcher.join(timeout=interval + 5)
+        loads = switcher.close() if switcher is not None else []
         workdir.cleanup()
-    return summarise(samples, stats, args.max_growth_mb, engine.describe())
+    summary = summarise(samples, stats, args.max_growth_mb, stages.ladder[0].describe(), warmup)
+    changes = [round(t, 2) for t, _ in stages.trace[1:]]
+    gaps = [b - a for a, b in zip(changes, changes[1:])]
+    summary.update({"quality": args.quality, "level_trace": stages.trace, "level_changes": len(changes),
+                    "min_change_gap_s": round(min(gaps), 2) if gaps else None, "loads": loads})
+    summary["ok"] = summary["ok"] and all(g >= 2.0 - 0.002 for g in gaps)  # trace times are rounded to ms
+    return summary
+
+
+class LoadSwitcher:
+    """N call-app stand-ins, on for ``period`` seconds, off for ``period``, and so on."""
+
+    def __init__(self, n: int, period: float) -> None:
+        self.n, self.period = n, period
+        self.load = None
+        self.on = False
+        self.started = time.monotonic()
+        self.done: list[dict] = []
+
+    def tick(self) -> None:
+        want = int((time.monotonic() - self.started) / self.period) % 2 == 0
+        if want and self.load is None:
+            from livefilter.callload import CallLoad
+
+            self.load = CallLoad(self.n)
+            self.load.start()
+        elif not want and self.load is not None:
+            self.done.append(self.load.stop())
+            self.load = None
+        self.on = self.load is not None
+
+    def close(self) -> list[dict]:
+        if self.load is not None:
+            self.done.append(self.load.stop())
+            self.load = None
+        return self.done
 
 
 class Meter:
@@ -216,11 +260,17 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def summarise(samples: list[dict], stats, limit_mb: float, model: str) -> dict:
+def summarise(samples: list[dict], stats, limit_mb: float, model: str, warmup: float = 0.0) -> dict:
+    """The verdict: RSS growth from the first sample taken after ``warmup`` seconds.
+
+    The first minute is allocator and runtime settling (ONNX Runtime arenas, a rung's engine
+    built when first used, glibc arenas per thread); a leak shows as growth after it.
+    """
     if not samples:
         raise LivefilterError("no samples taken: run longer than one interval")
-    first = samples[0]["rss_mb"]
-    growth = max(s["rss_mb"] for s in samples) - first
+    settled = [s for s in samples if s["t"] >= warmup] or samples[-1:]
+    first = settled[0]["rss_mb"]
+    growth = max(s["rss_mb"] for s in settled) - first
     p50 = [s["latency_p50_ms"] for s in samples if s["latency_p50_ms"] is not None]
     return {
         "model": model,
@@ -228,6 +278,8 @@ def summarise(samples: list[dict], stats, limit_mb: float, model: str) -> dict:
         "seconds": round(stats.elapsed, 1),
         "frames_shown": stats.frames_written,
         "frames_dropped": stats.frames_dropped,
+        "warmup_s": warmup,
+        "rss_at_start_mb": samples[0]["rss_mb"],
         "rss_first_mb": first,
         "rss_last_mb": samples[-1]["rss_mb"],
         "rss_growth_mb": round(growth, 1),
@@ -257,6 +309,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="virtual camera size WxH (default 1280x720)")
     parser.add_argument("--record", help="also record to this file (checks the file sink over time)")
     parser.add_argument("--max-growth-mb", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="seconds of settling before the RSS baseline (default 60; 0 in short mode)")
+    parser.add_argument("--quality", default="auto", help="auto (default) or a fixed level name")
+    parser.add_argument("--load", type=int, default=0, help="call-app stand-ins that come and go")
+    parser.add_argument("--load-period", type=float, default=120.0,
+                        help="seconds the load is on, then off, and so on (default 120)")
     parser.add_argument("--json", help="write the summary (with every sample) here")
     return parser.parse_args(argv)
 
@@ -270,12 +328,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
-    brief = {k: v for k, v in summary.items() if k != "samples"}
+    brief = {k: v for k, v in summary.items() if k not in ("samples", "loads")}
     print(json.dumps(brief), flush=True)
     verdict = "OK" if summary["ok"] else "FAIL"
     print(f"soak: {verdict}: RSS {summary['rss_first_mb']} -> {summary['rss_last_mb']} MB "
           f"(max growth {summary['rss_growth_mb']} MB, limit {summary['max_growth_mb']}), "
           f"latency p50 {summary['latency_p50_first_ms']} -> {summary['latency_p50_last_ms']} ms, "
+          f"{summary['level_changes']} level changes (closest {summary['min_change_gap_s']} s apart), "
           f"{summary['frames_shown']} frames shown, {summary['frames_dropped']} dropped", file=sys.stderr)
     return 0 if summary["ok"] else 1
 

@@ -110,7 +110,7 @@ def test_missing_clip_is_a_user_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("extra", [["--plot", "out.txt"], ["--plot", "/nonexistent-dir/p.png"],
                                    ["--strength", "1.5"], ["--json", "/nonexistent-dir/b.json"],
-                                   ["--queue-size", "0"]])
+                                   ["--queue-size", "0"], ["--load", "-1"], ["--latency-budget", "0"]])
 def test_bad_options_fail_before_measuring(tmp_path: Path, extra: list[str]) -> None:
     from livefilter.bench import run
     from livefilter.errors import LivefilterError
@@ -128,3 +128,41 @@ def test_cli_bench_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                      "--skip", "flicker", "--json"])
     assert code == 0
     assert json.loads(capsys.readouterr().out)["model"][0]["model"] == "tiny.onnx"
+
+
+def test_live_with_call_load_records_levels_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--load 1: the stand-in ran (frames, CPU) while the live part measured; the level trace is there."""
+    from livefilter.bench import run
+
+    model = _tiny_generator(tmp_path / "tiny.onnx")
+    args = _args(["--model", str(model), "--quick", "--skip", "model", "--skip", "convert", "--skip", "flicker",
+                  "--load", "1", "--latency-budget", "90", "--json", "--plot", str(tmp_path / "p.png")])
+    assert run(args) == 0
+    live = json.loads(capsys.readouterr().out)["live"]
+    load = live["load"]
+    assert load["processes"] == 1 and load["size"] == "1280x720" and load["fps"] == 30
+    (proc,) = load["per_process"]
+    assert proc["frames"] > 0 and proc["decoded"] > 0 and proc["cpu_seconds"] > 0
+    assert 0 < proc["cpu_percent"] == load["cpu_percent_total"]
+    assert live["quality"] == "auto" and live["latency_budget_ms"] == 90
+    # A model without an int8 sibling: the ladder is internal sizes and cheaper temporal stages.
+    assert [lv.split(":")[0] for lv in live["levels"]][0] == "hd"
+    assert live["level_trace"][0] == [0.0, "hd"]
+    assert live["level_changes"] == len(live["level_trace"]) - 1 >= live["level_changes_after_5s"]
+    assert sum(live["level_seconds"].values()) == pytest.approx(live["seconds"], abs=0.5)
+
+
+def test_live_with_a_pinned_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from livefilter.bench import run
+    from livefilter.errors import LivefilterError
+
+    model = _tiny_generator(tmp_path / "tiny.onnx")
+    args = _args(["--model", str(model), "--quick", "--skip", "model", "--skip", "convert", "--skip", "flicker",
+                  "--quality", "r160", "--json"])
+    assert run(args) == 0
+    live = json.loads(capsys.readouterr().out)["live"]
+    assert live["quality"] == "r160" and live["level_trace"] == [[0.0, "r160"]] and live["load"] is None
+    args = _args(["--model", str(model), "--quick", "--skip", "model", "--skip", "convert", "--skip", "flicker",
+                  "--quality", "ultra"])
+    with pytest.raises(LivefilterError, match="unknown quality level"):
+        run(args)

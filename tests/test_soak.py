@@ -56,3 +56,23 @@ def test_verdict_fails_on_growth_over_the_limit():
 
 def test_rss_is_read():
     assert load_script().rss_mb() > 1
+
+
+def test_short_soak_with_auto_quality_and_a_load_that_comes_and_goes(models, tmp_path):
+    """The load is on for 3 s, off for 3 s, on again: levels and load are sampled, the verdict
+    includes the 2 s spacing of level changes."""
+    report = tmp_path / "soak.json"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--seconds", "8", "--interval", "1",
+                             "--model", str(models["tiny"]), "--resolution", "64", "--load", "1",
+                             "--load-period", "3", "--warmup", "2", "--json", str(report)],
+                            capture_output=True, text=True, timeout=180, env=cli_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(report.read_text())
+    assert summary["quality"] == "auto"
+    assert all("level" in s and "load" in s for s in summary["samples"])
+    assert any(s["load"] for s in summary["samples"]) and not all(s["load"] for s in summary["samples"])
+    assert len(summary["loads"]) >= 2  # switched on twice: two measured stand-in periods
+    assert all(ld["per_process"] and ld["per_process"][0]["frames"] > 0 for ld in summary["loads"])
+    assert summary["level_trace"][0][1] == "hd"
+    assert summary["min_change_gap_s"] is None or summary["min_change_gap_s"] >= 2.0
+    assert "level changes" in result.stderr

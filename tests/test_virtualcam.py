@@ -4,6 +4,7 @@ and the no-device error a user sees."""
 from __future__ import annotations
 
 import itertools
+import time
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -178,7 +179,8 @@ def test_paced_pipeline_feeds_the_virtual_camera(media, recorder, model):
     assert stats.frames_read == 45
     assert stats.frames_written + stats.frames_dropped == stats.frames_read
     assert stats.frames_written >= 1
-    assert len(camera.frames) == stats.frames_written == sink.frames_sent
+    assert len(camera.frames) == sink.frames_sent == stats.frames_written + sink.frames_repeated
+    assert sink.frames_written == stats.frames_written
     for sent in camera.frames:
         assert sent.dtype == np.uint8 and sent.shape == (640 * 360 * 3,)
     last = camera.frames[-1].reshape(360, 640, 3)
@@ -197,12 +199,14 @@ def test_file_source_sends_every_frame(media, recorder):
     stats = run(FileSource(media["clip"]), filter_with(engine), [sink], live=False)
     (camera,) = recorder.instances
     assert stats.frames_dropped == 0
-    assert len(camera.frames) == stats.frames_written == 45
+    assert sink.frames_written == stats.frames_written == 45
+    assert len(camera.frames) == sink.frames_sent == 45 + sink.frames_repeated
     assert {f.size for f in camera.frames} == {320 * 240 * 3}
 
 
 def test_notice_resends_the_last_frame_with_a_banner(recorder):
-    sink = VirtualCameraSink(320, 180, backend=recorder.backend_name)
+    # fps 0.1: no repeat within this test's few milliseconds (repeats are tested below).
+    sink = VirtualCameraSink(320, 180, fps=0.1, backend=recorder.backend_name)
     image = np.full((180, 320, 3), 90, np.uint8)
     sink.write(Frame(image, capture_time=0.0))
     sink.show_notice("camera lost")  # re-sends the last frame at once, with the banner
@@ -211,6 +215,7 @@ def test_notice_resends_the_last_frame_with_a_banner(recorder):
     sink.close()
     sink.close()
     (camera,) = recorder.instances
+    assert sink.frames_repeated == 0
     plain, noticed, still_noticed, cleared = (f.reshape(180, 320, 3) for f in camera.frames)
     assert camera.closed == 1
     assert np.array_equal(plain, image) and np.array_equal(cleared, image)
@@ -273,3 +278,62 @@ def test_unknown_backend_and_bad_size_are_one_line_errors():
         VirtualCameraSink(backend="nope")
     with pytest.raises(LivefilterError, match="positive"):
         VirtualCameraSink(0, 720)
+
+
+# -- never silent ------------------------------------------------------------------------------------
+def test_camera_keeps_sending_while_the_pipeline_stalls(media, recorder):
+    """Call apps drop a camera that stops sending: a 1.5 s stall of the model must not be a gap."""
+
+    sent_at: list[float] = []
+    original_send = recorder.send
+
+    def timed_send(self, frame):
+        sent_at.append(time.monotonic())
+        original_send(self, frame)
+
+    recorder.send = timed_send
+    engine = Engine(media["invert"], resolution=64)
+    calls = itertools.count()
+
+    def stalling(frame: Frame) -> Frame:
+        if next(calls) == 10:
+            time.sleep(1.5)  # the model is busy (or a switch, or a hiccup)
+        return replace(frame, image=engine(frame.image), original=frame.image)
+
+    sink = VirtualCameraSink(320, 240, fps=30, backend=recorder.backend_name)
+    stats = run(PacedFileSource(media["clip"]), stalling, [sink], live=True)
+    (camera,) = recorder.instances
+    assert stats.frames_written >= 10
+    gaps = np.diff(sent_at)
+    # Without the sender thread the longest gap would be the 1.5 s stall itself.
+    assert gaps.max() < 0.5, gaps.max()
+    assert sink.frames_repeated >= 10  # about 45 repeats at 30 fps over 1.5 s
+    assert len(camera.frames) == sink.frames_sent == sink.frames_written + sink.frames_repeated
+    # The repeats are the last frame, unchanged.
+    assert any(np.array_equal(a, b) for a, b in zip(camera.frames, camera.frames[1:]))
+
+
+def test_camera_repeats_the_last_frame_at_its_rate_between_writes(recorder):
+    sink = VirtualCameraSink(64, 36, fps=20, backend=recorder.backend_name)
+    sink.write(Frame(np.full((36, 64, 3), 50, np.uint8), capture_time=0.0))
+    deadline = time.monotonic() + 30
+    while sink.frames_repeated < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sink.close()
+    frames = recorder.instances[0].frames
+    assert sink.frames_repeated >= 5 and len(frames) == sink.frames_sent
+    assert all((f == 50).all() for f in frames)
+
+
+def test_a_failing_device_is_reported_on_the_next_write(recorder):
+    def broken_send(self, frame):
+        raise RuntimeError("device gone")
+
+    recorder.send = broken_send
+    sink = VirtualCameraSink(64, 36, fps=30, backend=recorder.backend_name)
+    image = np.zeros((36, 64, 3), np.uint8)
+    with pytest.raises(LivefilterError, match="virtual camera stopped: device gone"):
+        for _ in range(100):
+            sink.write(Frame(image, capture_time=0.0))
+            time.sleep(0.01)
+    sink.close()

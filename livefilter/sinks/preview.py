@@ -1,8 +1,11 @@
 """Preview window sink: the filtered stream in an OpenCV window, with a few keys.
 
 Keys: ``s`` toggles original | filtered side by side, ``i`` toggles an FPS and
-capture-to-display latency overlay, ``q``/Esc or closing the window raise
-:class:`~livefilter.sinks.StopPipeline` so the pipeline shuts down cleanly.
+capture-to-display latency overlay, ``h`` shows the key help, ``q``/Esc or closing the window
+raise :class:`~livefilter.sinks.StopPipeline` so the pipeline shuts down cleanly. Other keys
+(style 1-9, Space to pause) go to ``controls`` (see `livefilter.quality.LiveStages`).
+The view is mirrored with ``mirror=True`` as in every webcam app; only the window is: the
+frame other sinks get is never flipped, and text is drawn after flipping so it reads normally.
 
 All OpenCV GUI calls must happen on one thread (Qt insists), so the pipeline calls
 ``write``/``idle``/``close`` from the thread that created the sink.
@@ -28,6 +31,9 @@ _NO_DISPLAY_HINT = "run with --no-preview (for example with --virtual or --recor
 _QUIT_KEYS = {ord("q"), ord("Q"), 27}
 _SIDE_KEYS = {ord("s"), ord("S")}
 _INFO_KEYS = {ord("i"), ord("I")}
+_HELP_KEYS = {ord("h"), ord("H")}
+VIEW_KEYS = ["s  original | filtered side by side", "i  fps / latency / quality overlay",
+             "h  this help", "q or Esc  quit"]
 # Window statistics cover this many seconds of writes: long enough to be steady,
 # short enough to follow a change (a slow model kicking in, the camera lowering its rate).
 _STATS_WINDOW_S = 1.0
@@ -123,15 +129,16 @@ def draw_notice(image: np.ndarray, text: str) -> np.ndarray:
 
 
 def compose_view(frame: Frame, *, side_by_side: bool = False, info: str | None = None,
-                 notice: str | None = None) -> np.ndarray:
+                 notice: str | None = None, mirror: bool = False,
+                 help_lines: list[str] | None = None) -> np.ndarray:
     """The preview picture: filtered (or original | filtered), plus info box and notice.
 
     Never draws into ``frame.image`` or ``frame.original``: other sinks share them.
     Without ``frame.original`` side by side falls back to the filtered picture alone.
     """
-    image = frame.image
+    image = cv2.flip(frame.image, 1) if mirror else frame.image
     if side_by_side and frame.original is not None:
-        original = frame.original
+        original = cv2.flip(frame.original, 1) if mirror else frame.original
         h, w = image.shape[:2]
         if original.shape[:2] != (h, w):
             oh, ow = original.shape[:2]
@@ -140,6 +147,9 @@ def compose_view(frame: Frame, *, side_by_side: bool = False, info: str | None =
     if info:
         image = image.copy() if image is frame.image else image
         draw_text_box(image, [info])
+    if help_lines:
+        image = image.copy() if image is frame.image else image
+        draw_text_box(image, help_lines, corner="top-right")
     if notice:
         image = draw_notice(image, notice)
     return image
@@ -156,9 +166,13 @@ class PreviewSink:
     main_thread_only = True  # the pipeline must call it from the thread that created it
 
     def __init__(self, title: str = "livefilter", side_by_side: bool = False, overlay: bool = False,
-                 *, max_size: tuple[int, int] = (1280, 720)) -> None:
+                 *, max_size: tuple[int, int] = (1280, 720), mirror: bool = False,
+                 controls: object | None = None) -> None:
         check_display()
         self.title = title
+        self.mirror = mirror
+        self.controls = controls  # key(int) -> bool, status() -> str, help_lines() -> list[str]
+        self.show_help = False
         self.side_by_side = side_by_side
         self.overlay = overlay
         self.max_size = max_size
@@ -205,12 +219,18 @@ class PreviewSink:
         fps, latency = self.fps, self.latency
         fps_text = f"{fps:5.1f} fps" if fps is not None else "  --- fps"
         lat_text = f"latency {latency * 1000:4.0f} ms" if latency is not None else "latency  --- ms"
-        return f"{fps_text}   {lat_text}"
+        status = getattr(self.controls, "status", None)
+        return f"{fps_text}   {lat_text}" + (f"   {status()}" if status is not None else "")
+
+    def help_lines(self) -> list[str]:
+        extra = getattr(self.controls, "help_lines", None)
+        return VIEW_KEYS + (extra() if extra is not None else [])
 
     def compose(self, frame: Frame) -> np.ndarray:
         """The picture the window shows for ``frame`` in the current view mode."""
         return compose_view(frame, side_by_side=self.side_by_side,
-                            info=self.info_line() if self.overlay else None, notice=self._notice)
+                            info=self.info_line() if self.overlay else None, notice=self._notice,
+                            mirror=self.mirror, help_lines=self.help_lines() if self.show_help else None)
 
     # -- window ---------------------------------------------------------------------
     def _show(self, image: np.ndarray) -> None:
@@ -232,6 +252,10 @@ class PreviewSink:
                 self.side_by_side = not self.side_by_side
             elif key in _INFO_KEYS:
                 self.overlay = not self.overlay
+            elif key in _HELP_KEYS:
+                self.show_help = not self.show_help
+            elif self.controls is not None:
+                self.controls.key(key)
         try:
             visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)
         except cv2.error:

@@ -7,13 +7,19 @@ pyvirtualcam backend accepts BGR and converts to its native format in C.
 No ``sleep_until_next_frame``: the source already paces frames (a camera at its own rate,
 a file source at the file's rate) and the live queue drops stale ones. Sleeping here
 would hold the newest frame back by up to one frame interval (33 ms at 30 fps) and,
-since sinks run on the inference thread, would also cut throughput. The ``fps`` given
-to the camera is only the rate the device advertises to apps.
+since sinks run on the inference thread, would also cut throughput.
+
+The camera never goes silent: call apps drop a camera that stops sending. A sender thread
+sends each new frame as soon as it is written and, whenever no new frame came within one
+frame interval (``fps``), sends the last one again: while the model is busy, the pipeline
+stalls or the source reconnects, apps keep receiving pictures at the advertised rate.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -93,10 +99,18 @@ class VirtualCameraSink:
             reason = " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
             raise LivefilterError(
                 f"cannot open {where} ({reason}); {how_to_get_a_virtual_camera()}") from exc
-        self._canvas = np.zeros((self.height, self.width, 3), np.uint8)
         self._last: np.ndarray | None = None
+        self._pending: np.ndarray | None = None  # written, not yet taken by the sender
+        self._latest: np.ndarray | None = None  # the newest picture written
         self._notice: str | None = None
-        self.frames_sent = 0
+        self._error: BaseException | None = None
+        self._closing = False
+        self._cond = threading.Condition()
+        self.frames_sent = 0  # every send, repeats included
+        self.frames_repeated = 0  # sends of the last frame again because no new one came in time
+        self.frames_written = 0
+        self._thread = threading.Thread(target=self._sender, name="livefilter-virtualcam", daemon=True)
+        self._thread.start()
 
     @property
     def device(self) -> str:
@@ -107,35 +121,90 @@ class VirtualCameraSink:
     def backend(self) -> str:
         return self._camera.backend
 
-    def _send(self, image: np.ndarray) -> None:
-        if self._notice:
-            image = draw_notice(image, self._notice)
-        self._camera.send(image)
-        self.frames_sent += 1
+    def _sender(self) -> None:
+        """Send new frames at once; repeat the last one after each silent frame interval."""
+        period = 1.0 / self.fps
+        due = 0.0
+        cond = self._cond
+        with cond:
+            while True:
+                if self._pending is None and not self._closing:
+                    timeout = None if self._last is None else due - time.monotonic()
+                    if timeout is None or timeout > 0:
+                        cond.wait(timeout)
+                        continue  # re-check: new frame, closing, or time to repeat
+                if self._pending is not None:
+                    image, repeat = self._pending, False
+                    self._pending = None
+                    cond.notify_all()  # a writer may be waiting for the slot
+                elif self._closing:
+                    return
+                else:
+                    image, repeat = self._last, True
+                notice = self._notice
+                cond.release()
+                try:
+                    self._camera.send(draw_notice(image, notice) if notice else image)
+                except BaseException as exc:  # handed to the pipeline on its next write
+                    error = exc
+                else:
+                    error = None
+                finally:
+                    cond.acquire()
+                if error is not None:
+                    self._error = error
+                    cond.notify_all()
+                    return
+                self._last = image
+                self.frames_sent += 1
+                self.frames_repeated += repeat
+                due = time.monotonic() + period
+
+    def _hand_over(self, image: np.ndarray) -> None:
+        """Give the sender one picture; waits only while it has not taken the previous one."""
+        with self._cond:
+            while self._pending is not None and self._error is None and self._thread.is_alive():
+                self._cond.wait(0.1)
+            if self._error is not None:
+                raise LivefilterError(f"virtual camera stopped: {self._error}") from self._error
+            self._pending = self._latest = image
+            self._cond.notify_all()
 
     def write(self, frame: Frame) -> None:
-        """Letterbox ``frame.image`` to the camera size and send it."""
-        if self._camera is None:
+        """Letterbox ``frame.image`` to the camera size and hand it to the sender."""
+        if self._camera is None or self._closing:
             raise LivefilterError("virtual camera already closed")
         image = frame.image
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected a BGR uint8 image, got shape {image.shape} dtype {image.dtype}")
-        fitted = letterbox(image, (self.width, self.height), self._canvas)
-        self._last = fitted
-        self._send(fitted)
+        # A fresh buffer per frame: the sender may still be sending the previous one.
+        self._hand_over(letterbox(image, (self.width, self.height)))
+        self.frames_written += 1
 
     def show_notice(self, text: str | None) -> None:
         """Banner (e.g. "camera lost") on the last frame, re-sent at once; None/"" clears it."""
-        self._notice = text or None
-        self.idle()
+        with self._cond:
+            # Frames written before the notice go out without it, in order.
+            while self._pending is not None and self._error is None and self._thread.is_alive():
+                self._cond.wait(0.1)
+            self._notice = text or None
+            if self._latest is not None and not self._closing:
+                self._pending = self._latest
+            self._cond.notify_all()
 
     def idle(self) -> None:
-        """Re-send the last frame (with any notice) so apps keep getting frames while waiting."""
-        if self._camera is not None and self._last is not None:
-            self._send(self._last)
+        """Nothing to do: the sender thread keeps the camera fed while no frame arrives."""
+        if self._error is not None:
+            raise LivefilterError(f"virtual camera stopped: {self._error}") from self._error
 
     def close(self) -> None:
-        """Release the device; safe to call twice."""
-        camera, self._camera = getattr(self, "_camera", None), None
-        if camera is not None:
-            camera.close()
+        """Send what was written, stop the sender, release the device; safe to call twice."""
+        camera = getattr(self, "_camera", None)
+        if camera is None:
+            return
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+        self._camera = None
+        camera.close()

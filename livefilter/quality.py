@@ -1,0 +1,591 @@
+"""Adaptive quality for live runs: a ladder of engine settings and a controller that picks a rung.
+
+A video call runs its own encoder and decoder on the same cores as the filter, so the cost the
+filter can afford changes during a call. The ladder lists what is installed, dearest first
+(the full model at the default internal size with flow smoothing, then the int8 file, a
+cheaper temporal stage, smaller internal sizes); the controller watches the time each frame
+takes, the capture-to-sink latency and the frames the live queue dropped, and moves one rung
+down under load and one rung up when there is room. It is pure logic with the clock passed in,
+so tests drive it with simulated time.
+
+Changing rungs must not stall the stream: engines are built once, on a background thread, and
+kept; until the wanted engine is ready the current one keeps running.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from livefilter.errors import LivefilterError
+from livefilter.frames import Frame
+
+log = logging.getLogger("livefilter")
+
+AUTO = "auto"
+DEFAULT_BUDGET_MS = 80.0
+MIN_CHANGE_SECONDS = 2.0  # never two changes closer than this
+EMA_STRENGTH_CAP = 0.6  # plain EMA ghosts on motion: the cheap rungs blend less
+
+
+@dataclass(frozen=True)
+class Level:
+    """One rung: which model file at which internal size, and which temporal stage.
+
+    ``engine_options`` are extra keyword arguments for `Engine` (e.g. a guided upsampler for
+    the HD path), kept as sorted (key, value) pairs so a Level stays hashable.
+    """
+
+    name: str
+    model: Path
+    resolution: int
+    temporal: str
+    strength: float
+    engine_options: tuple[tuple[str, object], ...] = ()
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.model.name} at {self.resolution}, temporal {self.temporal}"
+
+    @property
+    def engine_key(self) -> tuple:
+        """Levels with equal keys share one engine."""
+        return (str(self.model), self.resolution, self.engine_options)
+
+
+def int8_sibling(model: Path) -> Path | None:
+    """``<stem>_int8.onnx`` next to a model, when it exists and is not the model itself."""
+    if model.stem.endswith("_int8"):
+        return None
+    candidate = model.with_name(f"{model.stem}_int8{model.suffix}")
+    return candidate if candidate.is_file() else None
+
+
+def build_ladder(model: Path, resolution: int = 256, temporal: str = "flow",
+                 strength: float = 0.9) -> list[Level]:
+    """The rungs for one model, dearest first; the top one is what `video`/`image` use.
+
+    Costs at 1280x720 on this 2-core machine (busy, load ~2.6; engine then temporal stage):
+    fp32 at 256 38 ms + flow 21 ms; int8 at 256 21 ms; int8 at 192/160 13/10 ms; motion 11 ms,
+    ema 1.4 ms. So the rungs cost about 59, 42, 32, 24 and 12 ms: each step saves a quarter or more.
+    """
+    model = Path(model)
+    cheap = int8_sibling(model) or model
+    cheap_temporal = "motion" if temporal in ("flow", "motion") else temporal
+    ema_strength = min(strength, EMA_STRENGTH_CAP)
+    rungs = [Level("hd", model, resolution, temporal, strength)]
+    if cheap != model:
+        rungs.append(Level("int8", cheap, resolution, temporal, strength))
+    if cheap_temporal != temporal:
+        rungs.append(Level("motion", cheap, resolution, cheap_temporal, strength))
+    # No 224 rung: it saved only ~15% over the one above, and every rung makes the way down
+    # under a sudden load 2 s longer.
+    if 192 < resolution:
+        rungs.append(Level("r192", cheap, 192, cheap_temporal, strength))
+    if 160 < resolution:
+        mode = "ema" if temporal != "off" else "off"
+        rungs.append(Level("r160", cheap, 160, mode, ema_strength if mode == "ema" else strength))
+    return rungs
+
+
+def pick_level(ladder: Sequence[Level], name: str) -> int:
+    """Index of the rung called ``name``, or a one-line error listing the choices."""
+    for i, level in enumerate(ladder):
+        if level.name == name:
+            return i
+    choices = ", ".join([AUTO, *(lv.name for lv in ladder)])
+    raise LivefilterError(f"unknown quality level {name!r} (choose {choices})")
+
+
+def key_styles(styles: Sequence[str]) -> list[str]:
+    """Styles in key order (1-9): full-precision files first, then the int8 ones."""
+    return ([s for s in styles if not s.endswith("_int8")] + [s for s in styles if s.endswith("_int8")])[:9]
+
+
+# --- engines ----------------------------------------------------------------------------------
+class EnginePool:
+    """Engines built once, on one background thread, and kept for the run.
+
+    ``get`` never blocks: it returns the engine if it is ready, else asks for it and returns
+    None. A rung whose engine fails to build is logged once and reported as unavailable.
+    ``warm`` (a picture) is run once through each new engine so its first live frame is not
+    the slow first ONNX Runtime call.
+    """
+
+    def __init__(self, factory: Callable[[Level], Callable]) -> None:
+        self.factory = factory
+        self._lock = threading.Lock()
+        self._engines: dict[tuple, Callable] = {}
+        self._failed: set[tuple] = set()
+        self._asked: set[tuple] = set()
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.warm: np.ndarray | None = None
+
+    def _build(self, level: Level) -> Callable | None:
+        key = level.engine_key
+        try:
+            engine = self.factory(level)
+            if self.warm is not None:
+                engine(self.warm)
+        except Exception as exc:  # a broken rung must not end the stream
+            log.warning("quality level %s unavailable: %s", level.name, exc)
+            with self._lock:
+                self._failed.add(key)
+            return None
+        with self._lock:
+            self._engines[key] = engine
+        return engine
+
+    def _work(self) -> None:
+        while True:
+            level = self._jobs.get()
+            if level is None:
+                return
+            if not self.ready(level):
+                self._build(level)
+
+    def load(self, level: Level) -> Callable:
+        """Build (or return) the engine now, on the calling thread: for the first rung."""
+        with self._lock:
+            engine = self._engines.get(level.engine_key)
+        if engine is not None:
+            return engine
+        engine = self._build(level)
+        if engine is None:
+            raise LivefilterError(f"cannot load the engine for quality level {level.describe()}")
+        return engine
+
+    def request(self, level: Level) -> None:
+        """Start building in the background if not built or asked for yet."""
+        key = level.engine_key
+        with self._lock:
+            if key in self._engines or key in self._failed or key in self._asked:
+                return
+            self._asked.add(key)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="livefilter-engines", daemon=True)
+                self._thread.start()
+        self._jobs.put(level)
+
+    def get(self, level: Level) -> Callable | None:
+        with self._lock:
+            engine = self._engines.get(level.engine_key)
+        if engine is None:
+            self.request(level)
+        return engine
+
+    def ready(self, level: Level) -> bool:
+        with self._lock:
+            return level.engine_key in self._engines
+
+    def failed(self, level: Level) -> bool:
+        with self._lock:
+            return level.engine_key in self._failed
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+
+
+# --- controller -------------------------------------------------------------------------------
+@dataclass
+class Change:
+    """One level change: when (controller clock), from and to which index, and why."""
+
+    t: float
+    old: int
+    new: int
+    reason: str
+
+
+@dataclass
+class Controller:
+    """Chooses the rung (0 = dearest) from per-frame measurements; one step at a time.
+
+    Down: over the last ``window`` seconds (only frames measured since the last change has
+    settled) p95 capture-to-sink latency exceeds the budget, or more than 3% of frames were
+    dropped, or the median frame takes longer than the source's frame interval.
+    Up: for ``up_after`` seconds every one of those is comfortably met, and the rung above
+    is predicted to fit (its cost when it last ran, scaled by how the current rung's cost
+    has changed since), and the rung above is not in its back-off: each time a rung is left
+    for being too slow shortly after it was entered, its back-off doubles (from
+    ``backoff_start`` up to ``backoff_max``), so a load just between two rungs causes rarer
+    and rarer tries instead of flapping. At least ``min_interval`` seconds between changes.
+    """
+
+    count: int
+    fps: float
+    clock: Callable[[], float] = time.monotonic
+    budget: float = DEFAULT_BUDGET_MS / 1000
+    level: int = 0
+    min_interval: float = MIN_CHANGE_SECONDS
+    window: float = 2.0
+    settle: float = 0.5
+    up_after: float = 4.0
+    backoff_start: float = 10.0
+    backoff_max: float = 120.0
+    drop_limit: float = 0.03
+    ready: Callable[[int], bool] = lambda _i: True
+    changes: list[Change] = field(default_factory=list)
+    floor_overloaded: str | None = None  # set when the cheapest level is too slow as well
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError("a controller needs at least one level")
+        self.level = min(max(0, self.level), self.count - 1)
+        self.interval = 1.0 / self.fps if self.fps and self.fps > 0 else 1.0 / 30
+        self._samples: deque[tuple[float, float, float, int]] = deque()
+        self._since: float | None = None  # when the current level started (first frame seen)
+        self._last_change = -float("inf")
+        self._cost: dict[int, float] = {}  # median frame time when a level last ran
+        self._cost_ref: dict[int, float] = {}  # the current level's cost at that moment
+        self._backoff: dict[int, float] = {}
+        self._blocked_until: dict[int, float] = {}
+        self._ref_pending: int | None = None
+
+    def retarget(self, count: int, level: int) -> None:
+        """A new ladder (another style): forget what was learnt about the old one."""
+        last_change = self._last_change
+        self.count, self.level = count, level
+        self.__post_init__()
+        self._last_change = last_change  # the 2 s spacing holds across a style switch too
+
+    def observe(self, processing: float, latency: float, dropped: int = 0) -> Change | None:
+        """One written frame: its processing time, capture-to-sink latency (seconds) and the
+        frames dropped just before it. Returns the change made, if any."""
+        now = self.clock()
+        if self._since is None:
+            self._since = now
+        self._samples.append((now, processing, latency, max(0, int(dropped))))
+        horizon = max(self.window, self.up_after)
+        while self._samples and now - self._samples[0][0] > horizon:
+            self._samples.popleft()
+        if now - self._last_change < self.min_interval:
+            return None
+        start = self._since + self.settle
+        recent = [s for s in self._samples if s[0] >= start and now - s[0] <= self.window]
+        # Two frames are enough when they span the window: so few frames is itself overload.
+        if len(recent) < 2 or now - max(start, now - self.window) < 0.75 * self.window:
+            return None
+        proc = np.array([s[1] for s in recent])
+        lat = np.array([s[2] for s in recent])
+        drops = sum(s[3] for s in recent)
+        p95 = float(np.percentile(lat, 95))
+        median = float(np.median(proc))
+        drop_rate = drops / (drops + len(recent))
+        self._cost[self.level] = median
+        if self._ref_pending is not None and self._ref_pending == self.level - 1:
+            self._cost_ref[self._ref_pending] = median
+            self._ref_pending = None
+        over = None
+        if p95 > self.budget:
+            over = f"p95 latency {p95 * 1000:.0f} ms over the {self.budget * 1000:.0f} ms budget"
+        elif drop_rate > self.drop_limit:
+            over = f"{drop_rate * 100:.0f}% of frames dropped"
+        elif median > self.interval:
+            over = f"a frame takes {median * 1000:.0f} ms, more than the {self.interval * 1000:.0f} ms between frames"
+        if over is not None:
+            if self.level + 1 == self.count:
+                self.floor_overloaded = over  # nothing cheaper to go to: the caller may say so
+            elif self.ready(self.level + 1):
+                # It did not fit: whatever its median said, it costs at least a frame interval
+                # under this load (the newest half of the window is the most telling).
+                late = float(np.median(proc[len(proc) // 2:]))
+                return self._change(now, self.level + 1, over, max(median, late, self.interval))
+        if self.level > 0:
+            return self._maybe_up(now, median)
+        return None
+
+    def _maybe_up(self, now: float, median: float) -> Change | None:
+        up = self.level - 1
+        if now < self._blocked_until.get(up, -float("inf")) or not self.ready(up):
+            return None
+        start = self._since + self.settle
+        span = [s for s in self._samples if s[0] >= start and now - s[0] <= self.up_after]
+        if not span or now - span[0][0] < 0.9 * self.up_after:
+            return None
+        proc = np.array([s[1] for s in span])
+        lat = np.array([s[2] for s in span])
+        drops = sum(s[3] for s in span)
+        p95 = float(np.percentile(lat, 95))
+        if drops > 0.005 * len(span) or p95 > 0.7 * self.budget:
+            return None
+        if up in self._cost:
+            ref = self._cost_ref.get(up) or median
+            predicted = self._cost[up] * (median / ref if ref > 0 else 1.0)
+        else:
+            predicted = 1.6 * float(np.percentile(proc, 90))
+        fits = predicted <= 0.85 * self.interval and p95 + (predicted - median) <= 0.85 * self.budget
+        if not fits:
+            return None
+        reason = (f"room: p95 latency {p95 * 1000:.0f} ms, a frame takes {median * 1000:.0f} ms, "
+                  f"{self.interval * 1000:.0f} ms between frames")
+        return self._change(now, up, reason, median)
+
+    def _change(self, now: float, new: int, reason: str, median: float) -> Change:
+        old = self.level
+        if new > old:  # leaving ``old`` because it was too slow
+            quick_fail = now - self._since < 4 * self.up_after
+            previous = self._backoff.get(old)
+            backoff = min(self.backoff_max, previous * 2) if (previous and quick_fail) else self.backoff_start
+            self._backoff[old] = backoff
+            self._blocked_until[old] = now + backoff
+        self._cost[old] = median
+        # The dear rung's cost is judged later against the cheap rung's cost measured now-ish:
+        # the first window at the new rung fills it in (see `observe`).
+        self._ref_pending = old if new > old else None
+        change = Change(now, old, new, reason)
+        self.changes.append(change)
+        self.level = new
+        self._since = now
+        self._last_change = now
+        return change
+
+
+# --- the live stage ---------------------------------------------------------------------------
+class LiveStages:
+    """``process``/``post`` for the live pipeline, choosing a rung per frame; and its keys.
+
+    ``ladder_for(model)`` gives the rungs for a model file; ``styles`` are the models keys
+    1-9 switch to. ``quality`` is "auto" (a `Controller` decides) or a rung name (pinned).
+    Add `meter` as the last sink: it measures capture-to-sink latency for the controller.
+    Space pauses the filter (the original passes through), 1-9 switch style; a switch waits,
+    with the current style still running, until the new engine is ready.
+    """
+
+    def __init__(self, model: Path, *, ladder_for: Callable[[Path], list[Level]],
+                 engine_factory: Callable[[Level], Callable],
+                 temporal_factory: Callable[[str, float], Callable | None],
+                 fps: float, quality: str = AUTO, budget: float = DEFAULT_BUDGET_MS / 1000,
+                 styles: Sequence[tuple[str, Path]] = (), style_name: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ladder_for, self.temporal_factory, self.clock = ladder_for, temporal_factory, clock
+        self.pool = EnginePool(engine_factory)
+        self.styles = list(styles)
+        self.style_name = style_name or Path(model).stem
+        self.ladder = ladder_for(Path(model))
+        self.quality = quality
+        start = 0 if quality == AUTO else pick_level(self.ladder, quality)
+        self.controller: Controller | None = None
+        if quality == AUTO:
+            self.controller = Controller(len(self.ladder), fps, clock=clock, budget=budget, level=start,
+                                         ready=lambda i: self.pool.ready(self.ladder[i]))
+        self.index = start
+        self.engine = self.pool.load(self.ladder[start])
+        self._temporals: dict[tuple[str, float], Callable | None] = {}
+        self.temporal = self._temporal_for(self.ladder[start])
+        self._pending: tuple[str, list[Level]] | None = None  # a style switch waiting for its engine
+        self.paused = False
+        self.started = clock()
+        self.trace: list[tuple[float, str]] = [(0.0, self.ladder[start].name)]
+        self._t_process: float | None = None
+        self._processing = 0.0
+        self._last_index: int | None = None
+        self._dropped = 0
+        self._floor_warned = False
+        if self.controller is not None and start + 1 < len(self.ladder):
+            self.pool.request(self.ladder[start + 1])
+
+    # -- state shown to the user ------------------------------------------------------------
+    @property
+    def level(self) -> Level:
+        return self.ladder[self.index]
+
+    def status(self) -> str:
+        """Overlay text: style, rung (and whether it is chosen automatically), pause."""
+        mode = "auto" if self.controller is not None else "fixed"
+        text = f"{self.style_name}  {self.level.name} ({mode})"
+        if self._pending is not None:
+            text += f"  loading {self._pending[0]}"
+        return text + ("  PAUSED" if self.paused else "")
+
+    def help_lines(self) -> list[str]:
+        lines = ["space  pause the filter (original passes through)"]
+        for n, (name, _path) in enumerate(self.styles, start=1):
+            lines.append(f"{n}  style {name}")
+        return lines
+
+    # -- keys ---------------------------------------------------------------------------------
+    def key(self, key: int) -> bool:
+        """Handle a key from the preview; True if it was one of ours."""
+        if key == ord(" "):
+            self.paused = not self.paused
+            log.info("filter %s", "paused: the original picture passes through" if self.paused else "resumed")
+            if not self.paused and self.temporal is not None:
+                self.temporal.reset()
+            return True
+        if ord("1") <= key <= ord("9"):
+            n = key - ord("1")
+            if n < len(self.styles):
+                self.switch_style(*self.styles[n])
+            return True
+        return False
+
+    def switch_style(self, name: str, model: Path) -> None:
+        """Ask for another style; it takes over once its engine (same rung) is built."""
+        if name == self.style_name and self._pending is None:
+            return
+        ladder = self.ladder_for(Path(model))
+        self._pending = (name, ladder)
+        self.pool.request(ladder[min(self.index, len(ladder) - 1)])
+        log.info("style %s: loading", name)
+
+    def _apply_pending_style(self) -> None:
+        name, ladder = self._pending
+        index = min(self.index, len(ladder) - 1)
+        if self.quality != AUTO:
+            try:
+                index = pick_level(ladder, self.quality)
+            except LivefilterError:
+                pass
+        engine = self.pool.get(ladder[index])
+        if engine is None:
+            if self.pool.failed(ladder[index]):
+                log.warning("style %s could not be loaded; keeping %s", name, self.style_name)
+                self._pending = None
+            return
+        self._pending = None
+        self.style_name, self.ladder, self.index, self.engine = name, ladder, index, engine
+        self._set_temporal(ladder[index])
+        if self.controller is not None:
+            self.controller.retarget(len(ladder), index)
+            if index + 1 < len(ladder):
+                self.pool.request(ladder[index + 1])
+        log.info("style %s (quality %s)", name, ladder[index].name)
+
+    # -- stages -------------------------------------------------------------------------------
+    def _temporal_for(self, level: Level):
+        key = (level.temporal, level.strength)
+        if key not in self._temporals:
+            self._temporals[key] = self.temporal_factory(level.temporal, level.strength)
+        return self._temporals[key]
+
+    def _set_temporal(self, level: Level) -> None:
+        stage = self._temporal_for(level)
+        if stage is not self.temporal and stage is not None:
+            stage.reset()  # its history is from long ago
+        self.temporal = stage
+
+    def _set_level(self, index: int, at: float | None = None) -> None:
+        old = self.level
+        self.index = index
+        engine = self.pool.get(self.level)
+        if engine is not None:
+            self.engine = engine
+        self._set_temporal(self.level)
+        self.trace.append((round((self.clock() if at is None else at) - self.started, 3), self.level.name))
+        if index + 1 < len(self.ladder):
+            self.pool.request(self.ladder[index + 1])
+        log.debug("quality %s -> %s", old.describe(), self.level.describe())
+
+    def process(self, frame: Frame) -> Frame:
+        if self.pool.warm is None:
+            self.pool.warm = frame.image
+        if self._pending is not None:
+            self._apply_pending_style()
+        if self._last_index is not None and frame.index > self._last_index:
+            self._dropped += frame.index - self._last_index - 1
+        self._last_index = frame.index
+        if self.paused:
+            self._t_process = None
+            return replace(frame, original=frame.image)
+        self._t_process = self.clock()
+        return replace(frame, image=self.engine(frame.image), original=frame.image)
+
+    def post(self, frame: Frame) -> Frame:
+        if self.paused or self.temporal is None or frame.original is None:
+            out = frame
+        else:
+            out = replace(frame, image=self.temporal(frame.original, frame.image))
+        if self._t_process is not None:
+            self._processing = self.clock() - self._t_process
+        return out
+
+    def observe(self, frame: Frame) -> None:
+        """After every sink wrote ``frame``: feed the controller, switch rung if it says so."""
+        if self.controller is None or self._t_process is None or self._pending is not None:
+            self._dropped = 0
+            return
+        latency = self.clock() - frame.capture_time
+        change = self.controller.observe(self._processing, latency, self._dropped)
+        self._dropped = 0
+        if self.controller.floor_overloaded and not self._floor_warned:
+            self._floor_warned = True
+            log.warning("quality %s is the cheapest level and still too slow here (%s); other programs "
+                        "need the CPU: expect dropped frames", self.level.name, self.controller.floor_overloaded)
+        if change is not None:
+            old, new = self.ladder[change.old], self.ladder[change.new]
+            log.info("quality %s -> %s (%s)", old.name, new.name, change.reason)
+            self._set_level(change.new, at=change.t)
+
+    @property
+    def meter(self) -> "LevelMeter":
+        return LevelMeter(self)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class LevelMeter:
+    """A sink that only tells the stage when a frame has reached every sink before it."""
+
+    def __init__(self, stages: LiveStages) -> None:
+        self.stages = stages
+
+    def write(self, frame: Frame) -> None:
+        self.stages.observe(frame)
+
+    def close(self) -> None:
+        self.stages.close()
+
+
+def make_live_stages(model: Path, *, resolution: int, temporal: str, strength: float, fps: float,
+                     quality: str = AUTO, budget_ms: float = DEFAULT_BUDGET_MS, threads: int | None = None,
+                     provider: str = "cpu", style_name: str | None = None,
+                     with_styles: bool = True) -> LiveStages:
+    """The live stages as the CLI and the bench wire them (real engines and temporal stages)."""
+    from livefilter.engine import Engine, list_styles, resolve_model
+    from livefilter.temporal import make_temporal
+
+    sessions: dict[tuple, Engine] = {}
+    lock = threading.Lock()
+
+    def engine_factory(level: Level):
+        """One ONNX Runtime session per model file: rungs that differ only in internal size
+        share it (a shallow copy with its own ``resolution``). Fewer sessions load faster and
+        keep memory flat: each session holds its own arena and threads."""
+        key = (str(level.model), level.engine_options)
+        with lock:
+            base = sessions.get(key)
+        if base is None:
+            base = Engine(level.model, resolution=level.resolution, threads=threads, provider=provider,
+                          **dict(level.engine_options))
+            with lock:
+                base = sessions.setdefault(key, base)
+        if base.resolution == level.resolution:
+            return base
+        clone = copy.copy(base)
+        clone.resolution = level.resolution
+        return clone
+
+    def temporal_factory(mode: str, value: float):
+        return None if mode == "off" else make_temporal(mode, value)
+
+    def ladder_for(path: Path) -> list[Level]:
+        return build_ladder(path, resolution, temporal, strength)
+
+    styles = [(name, resolve_model(name)) for name in key_styles(list_styles())] if with_styles else []
+    if budget_ms <= 0:
+        raise LivefilterError(f"--latency-budget must be positive, got {budget_ms:g}")
+    return LiveStages(model, ladder_for=ladder_for, engine_factory=engine_factory,
+                      temporal_factory=temporal_factory, fps=fps, quality=quality, budget=budget_ms / 1000,
+                      styles=styles, style_name=style_name, clock=time.monotonic)

@@ -1,0 +1,284 @@
+"""Adaptive quality: the ladder, the controller under simulated load, and the live stage.
+
+The controller is pure logic with the clock passed in: here a small event simulation stands in
+for the live pipeline (frames captured at the source's rate, a queue that keeps only the newest
+one, a server whose frame time is the rung's cost times the load), so "steps down, recovers,
+never oscillates" is checked over minutes of simulated time without threads or wall-clock races.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from livefilter.errors import LivefilterError
+from livefilter.frames import Frame
+from livefilter.quality import (Controller, EnginePool, Level, LiveStages, build_ladder, int8_sibling,
+                                key_styles, pick_level)
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+class SimClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def simulate(costs, load, seconds, fps=30.0, noise=0.05, seed=0, **kwargs):
+    """Run a controller against a simulated live pipeline; returns (controller, levels over time).
+
+    ``costs[i]`` is rung i's frame time on an idle machine, ``load(t)`` the factor the other
+    programs multiply it by. The queue holds one frame: the server always takes the newest
+    frame captured by the time it is free, the older ones are dropped.
+    """
+    clock = SimClock()
+    ctl = Controller(len(costs), fps, clock=clock, **kwargs)
+    rng = np.random.default_rng(seed)
+    free, last = 0.0, -1
+    timeline = []
+    while free < seconds:
+        idx = max(last + 1, math.floor(free * fps + 1e-9))
+        start = max(free, idx / fps)
+        proc = costs[ctl.level] * load(start) * (1 + noise * rng.standard_normal())
+        finish = start + max(0.001, proc)
+        clock.t = finish
+        ctl.observe(finish - start, finish - idx / fps, idx - last - 1)
+        timeline.append((finish, ctl.level))
+        free, last = finish, idx
+    return ctl, timeline
+
+
+def spacing_ok(ctl, minimum=2.0):
+    times = [c.t for c in ctl.changes]
+    return all(b - a >= minimum for a, b in zip(times, times[1:]))
+
+
+def test_idle_machine_keeps_the_top_level():
+    ctl, _ = simulate([0.020, 0.014, 0.010], lambda t: 1.0, 120)
+    assert ctl.changes == [] and ctl.level == 0
+
+
+def test_steps_down_one_rung_at_a_time_and_stays_where_it_fits():
+    # Rungs 0 and 1 cannot keep up with 30 fps; rung 2 can.
+    ctl, timeline = simulate([0.060, 0.040, 0.025, 0.012], lambda t: 1.0, 60)
+    assert [(c.old, c.new) for c in ctl.changes] == [(0, 1), (1, 2)]
+    assert spacing_ok(ctl)
+    assert ctl.level == 2
+    assert all("ms" in c.reason or "dropped" in c.reason for c in ctl.changes)
+
+
+def test_recovers_when_the_load_goes_away():
+    load = lambda t: 1.8 if 10 <= t < 40 else 1.0  # noqa: E731
+    ctl, timeline = simulate([0.022, 0.014, 0.010, 0.006], load, 90)
+    levels_at = lambda t: [lv for ft, lv in timeline if ft <= t][-1]  # noqa: E731
+    assert levels_at(9.5) == 0  # idle: top
+    assert levels_at(39) >= 1  # under load: a cheaper rung
+    assert ctl.level == 0  # load gone: back on top
+    assert any(c.new < c.old and c.t > 40 for c in ctl.changes)
+    assert spacing_ok(ctl)
+    assert len(ctl.changes) <= 4
+
+
+def test_never_flaps_on_a_load_between_two_rungs():
+    # Rung 0 costs a bit more than a frame interval: it must be left, and not retried over and over.
+    ctl, _ = simulate([0.036, 0.024, 0.016], lambda t: 1.0, 180, noise=0.15)
+    assert ctl.level == 1
+    assert len(ctl.changes) <= 3
+    assert spacing_ok(ctl)
+
+
+def test_back_off_grows_when_the_load_keeps_changing():
+    # The load flips every 3 s: rung 0 fits only half the time. Tries must become rarer.
+    load = lambda t: 1.0 if int(t / 3) % 2 == 0 else 2.0  # noqa: E731
+    ctl, _ = simulate([0.025, 0.012, 0.008], load, 240)
+    assert spacing_ok(ctl)
+    ups = [c.t for c in ctl.changes if c.new < c.old]
+    assert len(ctl.changes) <= 16  # 240 s: at most one change per 15 s on average
+    gaps = np.diff(ups)
+    assert len(gaps) >= 2 and gaps[-1] > gaps[0]  # the back-off doubled
+    late = [c for c in ctl.changes if c.t > 60]
+    assert len(late) <= 180 / 10  # after the start: at most one change per 10 s
+
+
+def test_respects_the_latency_budget_itself():
+    # Frames fit the interval but the latency budget is tight: latency is what decides.
+    ctl, _ = simulate([0.030, 0.012], lambda t: 1.0, 20, budget=0.025)
+    assert [(c.old, c.new) for c in ctl.changes] == [(0, 1)] and "latency" in ctl.changes[0].reason
+
+
+def test_waits_for_the_next_engine_to_be_ready():
+    ready = {1: False}
+    clock = SimClock()
+    ctl = Controller(2, 30, clock=clock, ready=lambda i: ready.get(i, True))
+    for n in range(300):
+        clock.t = n / 30
+        assert ctl.observe(0.060, 0.120, 1) is None
+    ready[1] = True
+    clock.t += 1 / 30
+    assert ctl.observe(0.060, 0.120, 1) is not None and ctl.level == 1
+
+
+# -- ladder -------------------------------------------------------------------------------------
+@pytest.mark.skipif(not (WEIGHTS / "hayao_int8.onnx").is_file(), reason="shipped weights absent")
+def test_ladder_from_the_installed_files():
+    ladder = build_ladder(WEIGHTS / "hayao.onnx", 256, "flow", 0.9)
+    names = [lv.name for lv in ladder]
+    assert names == ["hd", "int8", "motion", "r192", "r160"]
+    assert ladder[0] == Level("hd", WEIGHTS / "hayao.onnx", 256, "flow", 0.9)
+    assert all(lv.model.name == "hayao_int8.onnx" for lv in ladder[1:])
+    assert [lv.resolution for lv in ladder] == [256, 256, 256, 192, 160]
+    assert ladder[-1].temporal == "ema" and ladder[-1].strength <= 0.6
+    assert int8_sibling(WEIGHTS / "hayao_int8.onnx") is None
+    int8 = build_ladder(WEIGHTS / "hayao_int8.onnx")
+    assert "int8" not in [lv.name for lv in int8]
+    assert pick_level(ladder, "r192") == 3
+    with pytest.raises(LivefilterError, match="choose auto, hd, int8"):
+        pick_level(ladder, "ultra")
+
+
+def test_ladder_without_int8_and_without_smoothing(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    ladder = build_ladder(model, 192, "off", 0.9)
+    assert [lv.name for lv in ladder] == ["hd", "r160"]
+    assert all(lv.temporal == "off" and lv.model == model for lv in ladder)
+
+
+def test_key_styles_put_full_precision_first():
+    assert key_styles(["cute", "cute_int8", "hayao", "hayao_int8", "shinkai"]) == [
+        "cute", "hayao", "shinkai", "cute_int8", "hayao_int8"]
+
+
+# -- the live stage with artificially slow engines ---------------------------------------------
+class SlowEngine:
+    """Stands in for a model: sleeps ``seconds`` per frame and tags the picture."""
+
+    def __init__(self, seconds: float, tag: int) -> None:
+        self.seconds, self.tag = seconds, tag
+
+    def __call__(self, image):
+        time.sleep(self.seconds)
+        out = image.copy()
+        out[0, 0, 0] = self.tag
+        return out
+
+
+def slow_stages(costs, quality="auto", clock=time.monotonic, fps=30.0, styles=()):
+    def ladder_for(model: Path):
+        return [Level(f"l{i}", Path(model), 256 - 32 * i, "off", 0.0) for i in range(len(costs))]
+
+    def factory(level: Level):
+        return SlowEngine(costs[int(level.name[1:])], tag=int(level.name[1:]) + 10 * (level.model.name == "b"))
+
+    return LiveStages(Path("a"), ladder_for=ladder_for, engine_factory=factory,
+                      temporal_factory=lambda mode, strength: None, fps=fps, quality=quality,
+                      styles=styles, clock=clock)
+
+
+def test_live_pipeline_with_a_slow_engine_steps_down(tmp_path, synthetic_clip):
+    """The real pipeline, a paced clip and engines that sleep: 60 ms can't hold 30 fps, 4 ms can."""
+    from livefilter.capture import PacedFileSource
+    from livefilter.pipeline import run
+
+    stages = slow_stages([0.060, 0.004])
+    stop = threading.Event()
+    timer = threading.Timer(6.0, stop.set)
+    timer.start()
+    try:
+        stats = run(PacedFileSource(synthetic_clip, loop=True), stages.process, [stages.meter], live=True,
+                    queue_size=1, stop_event=stop, post=stages.post)
+    finally:
+        timer.cancel()
+    assert stats.frames_written > 0
+    assert [name for _, name in stages.trace] == ["l0", "l1"]
+    assert stages.controller.changes[0].t - stages.started >= 2.0
+    assert stages.index == 1
+
+
+def test_pinned_quality_never_changes_and_pause_passes_the_original():
+    clock = SimClock()
+    stages = slow_stages([0.0, 0.0, 0.0], quality="l2", clock=clock)
+    assert stages.controller is None and stages.level.name == "l2"
+    image = np.zeros((8, 8, 3), np.uint8)
+    for n in range(200):
+        clock.t = n / 30
+        frame = stages.post(stages.process(Frame(image, capture_time=clock.t - 1.0, index=n)))
+        stages.observe(frame)
+        assert frame.image[0, 0, 0] == 2
+    assert stages.level.name == "l2" and stages.trace == [(0.0, "l2")]
+    assert stages.key(ord(" ")) and stages.paused and "PAUSED" in stages.status()
+    frame = stages.post(stages.process(Frame(image, capture_time=0.0, index=201)))
+    assert frame.image is image  # the original passes through untouched
+    assert stages.key(ord(" ")) and not stages.paused
+    assert not stages.key(ord("x"))
+
+
+def test_style_key_switches_once_the_engine_is_ready():
+    stages = slow_stages([0.0], quality="l0", styles=[("a", Path("a")), ("b", Path("b"))])
+    image = np.zeros((8, 8, 3), np.uint8)
+    assert stages.key(ord("2"))
+    deadline = time.monotonic() + 20
+    tags = []
+    while time.monotonic() < deadline:
+        frame = stages.post(stages.process(Frame(image, capture_time=0.0)))
+        tags.append(int(frame.image[0, 0, 0]))  # a frame for every call: the stream never stops
+        if tags[-1] == 10:
+            break
+        time.sleep(0.01)
+    assert tags[-1] == 10 and stages.style_name == "b"
+    assert set(tags) <= {0, 10}
+    assert stages.key(ord("9"))  # no ninth style: ignored but ours
+    assert stages.help_lines()[1:] == ["1  style a", "2  style b"]
+
+
+def test_pool_reports_a_broken_rung_and_keeps_going():
+    def factory(level):
+        raise LivefilterError("broken file")
+
+    pool = EnginePool(factory)
+    level = Level("x", Path("x.onnx"), 256, "off", 0.0)
+    assert pool.get(level) is None
+    deadline = time.monotonic() + 10
+    while not pool.failed(level) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.failed(level) and not pool.ready(level)
+    with pytest.raises(LivefilterError, match="quality level"):
+        pool.load(Level("y", Path("y.onnx"), 256, "off", 0.0))
+    pool.close()
+
+
+def test_steps_down_even_when_almost_no_frame_gets_through():
+    # 800 ms a frame: about two frames per window, nearly all dropped; it must still act.
+    ctl, _ = simulate([0.800, 0.400, 0.200, 0.010], lambda t: 1.0, 30)
+    assert [c.new for c in ctl.changes] == [1, 2, 3]
+    assert spacing_ok(ctl)
+    assert ctl.floor_overloaded is None  # the cheapest level fits
+
+
+def test_says_when_even_the_cheapest_level_is_too_slow():
+    ctl, _ = simulate([0.060, 0.045], lambda t: 1.0, 20)
+    assert ctl.level == 1 and ctl.floor_overloaded and ("dropped" in ctl.floor_overloaded or "ms" in ctl.floor_overloaded)
+
+
+@pytest.mark.skipif(not (WEIGHTS / "hayao_int8.onnx").is_file(), reason="shipped weights absent")
+def test_rungs_of_one_file_share_a_session_and_keep_their_sizes():
+    from livefilter.quality import make_live_stages
+
+    stages = make_live_stages(WEIGHTS / "hayao.onnx", resolution=256, temporal="flow", strength=0.9, fps=30,
+                              quality="r192", with_styles=False)
+    image = np.zeros((360, 640, 3), np.uint8)
+    engines = {lv.name: stages.pool.load(lv) for lv in stages.ladder}
+    assert engines["hd"].session is not engines["int8"].session
+    assert len({id(e.session) for n, e in engines.items() if n != "hd"}) == 1
+    assert [engines[lv.name].resolution for lv in stages.ladder] == [256, 256, 256, 192, 160]
+    assert engines["r160"].internal_size(640, 360) == (284, 160)
+    assert engines["r160"](image).shape == image.shape
+    stages.close()
