@@ -76,6 +76,18 @@ def resolve_model(style_or_path: str | Path) -> Path:
     raise LivefilterError(f"unknown style '{text}' (available: {available}); or pass --model PATH.onnx")
 
 
+def model_is_hd(path: str | Path) -> bool:
+    """Whether a model file carries the HD path's gain head (read from its metadata only)."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception:  # a broken file is the engine's to report
+        return False
+    outputs = [o.name for o in session.get_outputs()]
+    return HD_META in session.get_modelmeta().custom_metadata_map and "gains" in outputs
+
+
 def provider_names(provider: str) -> list[str]:
     """Providers to ask onnxruntime for: the requested one if present, then CPU.
 

@@ -14,7 +14,6 @@ kept; until the wanted engine is ready the current one keeps running.
 
 from __future__ import annotations
 
-import copy
 import logging
 import queue
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from livefilter.engine import model_is_hd
 from livefilter.errors import LivefilterError
 from livefilter.frames import Frame
 
@@ -82,6 +82,8 @@ def build_ladder(model: Path, resolution: int = 256, temporal: str = "flow",
     cheap_temporal = "motion" if temporal in ("flow", "motion") else temporal
     ema_strength = min(strength, EMA_STRENGTH_CAP)
     rungs = [Level("hd", model, resolution, temporal, strength)]
+    if model_is_hd(model):  # the same file without the full-resolution guided step
+        rungs.append(Level("sd", model, resolution, temporal, strength, engine_options=(("guided", False),)))
     if cheap != model:
         rungs.append(Level("int8", cheap, resolution, temporal, strength))
     if cheap_temporal != temporal:
@@ -563,19 +565,14 @@ def make_live_stages(model: Path, *, resolution: int, temporal: str, strength: f
         """One ONNX Runtime session per model file: rungs that differ only in internal size
         share it (a shallow copy with its own ``resolution``). Fewer sessions load faster and
         keep memory flat: each session holds its own arena and threads."""
-        key = (str(level.model), level.engine_options)
+        key = str(level.model)
         with lock:
             base = sessions.get(key)
         if base is None:
-            base = Engine(level.model, resolution=level.resolution, threads=threads, provider=provider,
-                          **dict(level.engine_options))
+            base = Engine(level.model, resolution=level.resolution, threads=threads, provider=provider)
             with lock:
                 base = sessions.setdefault(key, base)
-        if base.resolution == level.resolution:
-            return base
-        clone = copy.copy(base)
-        clone.resolution = level.resolution
-        return clone
+        return base.at(resolution=level.resolution, **dict(level.engine_options))
 
     def temporal_factory(mode: str, value: float):
         return None if mode == "off" else make_temporal(mode, value)

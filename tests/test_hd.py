@@ -197,3 +197,11 @@ def test_hd_file_loads_back_with_its_student(hd_file: Path) -> None:
     fresh = hd_from_student_onnx(hd_file)  # the recipe's start: same student, new head
     assert all(torch.equal(a, b) for a, b in zip(model.student.state_dict().values(), fresh.student.state_dict().values()))
     assert float(fresh.head.out.weight.detach().abs().sum()) == 0.0
+
+
+def test_quality_ladder_adds_the_unguided_rung_for_an_hd_file(hd_file: Path, models: dict[str, Path]) -> None:
+    from livefilter.quality import build_ladder
+
+    hd = build_ladder(hd_file, resolution=256)
+    assert [lv.name for lv in hd[:2]] == ["hd", "sd"] and dict(hd[1].engine_options) == {"guided": False}
+    assert "sd" not in [lv.name for lv in build_ladder(models["tiny"], resolution=256)]
