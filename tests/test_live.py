@@ -1,8 +1,8 @@
 """Live runs: a model slower than the camera drops frames instead of falling behind, and a
 camera that stops delivering neither hangs the pipeline nor freezes the live sinks.
 
-No timing-tight assertions: bounds are generous (the machine may be busy with training);
-the measured figures belong to the benchmark.
+No wall-clock races: latency bounds are benchmark-style, built from the model's known time
+(a sleep) plus one frame interval plus a margin for a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ def run_with_deadline(deadline: float, *args, **kwargs):
 # -- a slow model ---------------------------------------------------------------------------------
 def test_slow_model_drops_frames_and_latency_stays_bounded(clip):
     sink = ListSink()
-    stats, took = run_with_deadline(30, PacedFileSource(clip), slow(0.060), [sink], live=True)
+    stats, took = run_with_deadline(30, PacedFileSource(clip), slow(0.060), [sink], live=True,
+                                    queue_size=1)
 
     assert stats.frames_read == CLIP_FRAMES
     assert stats.frames_dropped > 0  # 60 ms per frame cannot keep up with 33 ms per frame
@@ -112,8 +113,12 @@ def test_slow_model_drops_frames_and_latency_stays_bounded(clip):
     # Frames go out in capture order with gaps where frames were dropped: never a backlog.
     indices = [f.index for f in sink.frames]
     assert indices == sorted(set(indices)) and indices[-1] - indices[0] + 1 > len(indices)
-    # Latency stays bounded (queue of 2 + one model run is ~0.15 s; allow a busy machine).
-    assert max(stats.latencies) < 1.0
+    # One-frame queue dropping the oldest: a frame waits at most one frame interval for the
+    # model, then one model run (60 ms): p95 <= 60 + 33 ms + a 40 ms margin. Keeping the
+    # oldest frame instead, or a deeper queue, adds whole model runs.
+    assert np.percentile(stats.latencies, 95) <= 0.060 + 1 / FPS + 0.040
+    # About one frame in two must go (60 ms per frame against 33 ms between frames).
+    assert stats.frames_written <= CLIP_FRAMES * 0.033 / 0.060 * 1.25
     assert len(stats.latencies) == stats.frames_written
     # The run ends when the source ends: 2 s of video, not 60 x 60 ms of backlog.
     assert took < 2.0 + 5.0
@@ -122,13 +127,16 @@ def test_slow_model_drops_frames_and_latency_stays_bounded(clip):
 
 
 def test_fast_model_keeps_every_frame(clip):
-    """The same live run with a model that keeps up: nothing needs dropping (a loose bound
-    on a busy machine: most frames, not all)."""
+    """The same live run with a model that keeps up: every frame is read, each one either
+    written or counted as dropped, in order, and almost none need dropping."""
     sink = ListSink()
-    stats, _ = run_with_deadline(30, PacedFileSource(clip), slow(0.0), [sink], live=True)
+    stats, _ = run_with_deadline(30, PacedFileSource(clip), slow(0.0), [sink], live=True, queue_size=1)
     assert stats.frames_read == CLIP_FRAMES
-    assert stats.frames_written >= CLIP_FRAMES * 0.8
-    assert max(stats.latencies) < 1.0
+    assert stats.frames_written + stats.frames_dropped == CLIP_FRAMES
+    assert stats.frames_dropped <= CLIP_FRAMES // 10  # only stalls of a busy machine drop any
+    assert [f.index for f in sink.frames] == sorted(f.index for f in sink.frames)
+    assert sink.frames[-1].index == CLIP_FRAMES - 1  # the last frame is never the one dropped
+    assert np.percentile(stats.latencies, 95) <= 1 / FPS + 0.040
 
 
 # -- a camera that stops delivering ---------------------------------------------------------------
