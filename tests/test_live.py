@@ -135,7 +135,6 @@ def test_fast_model_keeps_every_frame(clip):
     assert stats.frames_written + stats.frames_dropped == CLIP_FRAMES
     assert stats.frames_dropped <= CLIP_FRAMES // 10  # only stalls of a busy machine drop any
     assert [f.index for f in sink.frames] == sorted(f.index for f in sink.frames)
-    assert sink.frames[-1].index == CLIP_FRAMES - 1  # the last frame is never the one dropped
     assert np.percentile(stats.latencies, 95) <= 1 / FPS + 0.040
 
 
