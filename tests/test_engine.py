@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from conftest import TEACHERS, build_generator, draw_frame
+from conftest import TEACHERS, build_generator, draw_frame, require_module
 from livefilter.engine import Engine, resolve_model
 from livefilter.errors import LivefilterError
 
@@ -157,7 +157,7 @@ def test_conversions_are_bit_exact_with_the_plain_formulas(models, name):
 def test_student_runs_in_the_grid_phase_it_was_trained_and_scored_in():
     """A size that needs padding gives the same picture as the training/evaluation runner,
     which pads at the bottom and right: the students' strokes depend on the 4x4 grid's phase."""
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     from livefilter.train.teacher import OnnxGenerator
 
     student = resolve_model("hayao")
