@@ -165,3 +165,19 @@ def test_student_runs_in_the_grid_phase_it_was_trained_and_scored_in():
     out = Engine(student, resolution=None, threads=1)(picture)
     reference = OnnxGenerator(student, threads=1)(np.ascontiguousarray(picture[:, :, ::-1]))[:, :, ::-1]
     assert np.abs(out.astype(int) - reference.astype(int)).max() <= 1
+
+
+def test_model_is_fed_the_picture_at_its_own_aspect_ratio(models):
+    """What the model sees, not just what comes back: squashing 300x90 into a square and
+    stretching the result back would look fine for an identity model, not for a style."""
+    engine = Engine(models["identity_nchw"], resolution=64)
+    seen = []
+    infer = engine._infer
+
+    def spy(x, *args):
+        seen.append(x.shape)
+        return infer(x, *args)
+
+    engine._infer = spy
+    engine(np.zeros((90, 300, 3), np.uint8))
+    assert seen and seen[-1][2:] == (64, 213)  # NCHW, short side 64, 300/90 kept
