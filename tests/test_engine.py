@@ -180,4 +180,5 @@ def test_model_is_fed_the_picture_at_its_own_aspect_ratio(models):
 
     engine._infer = spy
     engine(np.zeros((90, 300, 3), np.uint8))
-    assert seen and seen[-1][2:] == (64, 213)  # NCHW, short side 64, 300/90 kept
+    # NCHW, short side 64, 300/90 kept (213 wide), padded up to the model's multiple only.
+    assert seen and seen[-1][2] == 64 and 213 <= seen[-1][3] < 213 + engine.multiple
