@@ -195,7 +195,8 @@ def main() -> int:
     chosen = list(enumerate(MUTATIONS, 1))
     if args.only:
         chosen = [(i, m) for i, m in chosen
-                  if str(i) in args.only or any(o.lower() in m.name.lower() for o in args.only)]
+                  if str(i) in args.only
+                  or any(not o.isdigit() and o.lower() in m.name.lower() for o in args.only)]
     if args.list:
         for i, m in chosen:
             print(f"{i:2d}. {m.name} ({m.file}; {', '.join(m.tests)})")
