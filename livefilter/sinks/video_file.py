@@ -40,10 +40,12 @@ ENCODER_OPTIONS = {
 # every stream's first timestamp is known: the edit lists then keep a late or early audio start
 # and the AAC priming trim of the source (with a plain empty_moov every track starts at 0 and
 # the audio moves against the video).
+# The edit lists' shifts are counted in the movie timescale: FFmpeg's default of 1000 rounds a
+# late start to whole milliseconds (45.67 ms -> 45 ms); 48000 keeps it to the audio sample.
 MOV_FLAGS = "+frag_keyframe+empty_moov+delay_moov+default_base_moof+negative_cts_offsets"
 CONTAINER_OPTIONS = {
-    "mp4": {"movflags": MOV_FLAGS, "frag_duration": "1000000"},
-    "mov": {"movflags": MOV_FLAGS, "frag_duration": "1000000"},
+    "mp4": {"movflags": MOV_FLAGS, "frag_duration": "1000000", "movie_timescale": "48000"},
+    "mov": {"movflags": MOV_FLAGS, "frag_duration": "1000000", "movie_timescale": "48000"},
 }
 AUDIO_LEAD = 0.25  # seconds of audio muxed ahead of the video, so players start with both
 
