@@ -284,14 +284,21 @@ def test_live_latency_is_one_model_run_plus_one_frame(live_media, tmp_path, caps
         args.resolution = 160
         argv[-1] = "160"
         median, worst = _process_seconds(args, image)
+    from test_live import scheduling_jitter
+
+    jitter = scheduling_jitter()
     code = main(["camera", *argv])
+    jitter = max(jitter, scheduling_jitter())
     err = capsys.readouterr().err
     assert code == 0, err
     frames, dropped, p50, p95 = shown(err)
     assert dropped > 0  # the model is slower than the camera, so the queue is exercised
-    margin = 0.030 + 0.5 * median  # scheduling on a busy 2-core machine
+    # Scheduling on a busy 2-core machine: the model's own spread and the wake-up delay
+    # measured around the run. A ten-frame queue adds about nine model runs to the p95.
+    margin = 0.030 + 0.5 * median + 2 * jitter
     bound = median + 1 / 30 + margin
-    print(f"model {median * 1000:.0f} ms (worst {worst * 1000:.0f}), p50 {p50 * 1000:.0f} ms, "
+    print(f"model {median * 1000:.0f} ms (worst {worst * 1000:.0f}), jitter {jitter * 1000:.0f} ms, "
+          f"p50 {p50 * 1000:.0f} ms, "
           f"p95 {p95 * 1000:.0f} ms, bound {bound * 1000:.0f} ms, load {os.getloadavg()[0]:.2f}")
     assert p95 <= bound, (p95, bound, median)
 

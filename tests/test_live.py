@@ -80,6 +80,32 @@ def slow(seconds: float):
     return process
 
 
+def scheduling_jitter(samples: int = 40) -> float:
+    """p95 of how late a 5 ms sleep wakes up: the machine's scheduling delay right now.
+
+    Part of the latency margin, so a busy shared machine widens the bound by what it
+    measurably costs, while a deeper queue (whole model runs of extra wait) still fails it.
+    """
+    late = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        time.sleep(0.005)
+        late.append(time.perf_counter() - started - 0.005)
+    return float(np.percentile(late, 95))
+
+
+def timed(process):
+    """``process`` that also records how long each call really took (the model's known time)."""
+    durations: list[float] = []
+
+    def run_and_time(frame: Frame) -> Frame:
+        started = time.perf_counter()
+        out = process(frame)
+        durations.append(time.perf_counter() - started)
+        return out
+    return run_and_time, durations
+
+
 def run_with_deadline(deadline: float, *args, **kwargs):
     """run() in a thread; fail (instead of hanging the suite) if it has not returned in time."""
     result: dict = {}
@@ -103,8 +129,11 @@ def run_with_deadline(deadline: float, *args, **kwargs):
 # -- a slow model ---------------------------------------------------------------------------------
 def test_slow_model_drops_frames_and_latency_stays_bounded(clip):
     sink = ListSink()
-    stats, took = run_with_deadline(30, PacedFileSource(clip), slow(0.060), [sink], live=True,
+    process, durations = timed(slow(0.060))
+    jitter = scheduling_jitter()
+    stats, took = run_with_deadline(30, PacedFileSource(clip), process, [sink], live=True,
                                     queue_size=1)
+    jitter = max(jitter, scheduling_jitter())
 
     assert stats.frames_read == CLIP_FRAMES
     assert stats.frames_dropped > 0  # 60 ms per frame cannot keep up with 33 ms per frame
@@ -114,9 +143,12 @@ def test_slow_model_drops_frames_and_latency_stays_bounded(clip):
     indices = [f.index for f in sink.frames]
     assert indices == sorted(set(indices)) and indices[-1] - indices[0] + 1 > len(indices)
     # One-frame queue dropping the oldest: a frame waits at most one frame interval for the
-    # model, then one model run (60 ms): p95 <= 60 + 33 ms + a 40 ms margin. Keeping the
-    # oldest frame instead, or a deeper queue, adds whole model runs.
-    assert np.percentile(stats.latencies, 95) <= 0.060 + 1 / FPS + 0.040
+    # model, then one model run (60 ms, as measured): p95 <= model + 33 ms + margin (30 ms
+    # plus twice the scheduling delay measured around the run). Keeping the oldest frame
+    # instead, or a deeper queue, adds whole model runs.
+    model = float(np.percentile(durations, 95))
+    bound = model + 1 / FPS + 0.030 + 2 * jitter
+    assert np.percentile(stats.latencies, 95) <= bound, (model, jitter, bound)
     # About one frame in two must go (60 ms per frame against 33 ms between frames).
     assert stats.frames_written <= CLIP_FRAMES * 0.033 / 0.060 * 1.25
     assert len(stats.latencies) == stats.frames_written
@@ -130,12 +162,15 @@ def test_fast_model_keeps_every_frame(clip):
     """The same live run with a model that keeps up: every frame is read, each one either
     written or counted as dropped, in order, and almost none need dropping."""
     sink = ListSink()
+    jitter = scheduling_jitter()
     stats, _ = run_with_deadline(30, PacedFileSource(clip), slow(0.0), [sink], live=True, queue_size=1)
+    jitter = max(jitter, scheduling_jitter())
     assert stats.frames_read == CLIP_FRAMES
     assert stats.frames_written + stats.frames_dropped == CLIP_FRAMES
     assert stats.frames_dropped <= CLIP_FRAMES // 10  # only stalls of a busy machine drop any
     assert [f.index for f in sink.frames] == sorted(f.index for f in sink.frames)
-    assert np.percentile(stats.latencies, 95) <= 1 / FPS + 0.040
+    assert sink.frames[-1].index == CLIP_FRAMES - 1  # the end of the source never drops its last frame
+    assert np.percentile(stats.latencies, 95) <= 1 / FPS + 0.030 + 2 * jitter
 
 
 # -- a camera that stops delivering ---------------------------------------------------------------
