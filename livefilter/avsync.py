@@ -6,8 +6,9 @@ Lip sync is the promise users notice first, so the conversion tests and
 - ``packet``: first audio packet minus first video packet (presentation times as the demuxer
   gives them, edit lists applied). A packet copy must keep this exactly.
 - ``start``: first decoded audio frame minus first decoded video frame. The decoder drops the
-  codec's priming (AAC encoder delay, Opus pre-skip) when the container says how much, so this
-  is where the first audible sample is; a transcode must keep this.
+  codec's priming where the container signals it (Opus pre-skip; an MP4 edit list trimming a
+  track that starts with or before the video), so there this is the first audible sample. A
+  late MP4 track keeps its AAC priming as silence inside the empty edit instead.
 - ``onset``: the first sample louder than a threshold, from the first video frame on, minus
   that frame; counted sample by sample, so it holds whatever the container says about priming.
   Audio before the first frame is left out: an MP4 edit list trims it, while Matroska keeps it
