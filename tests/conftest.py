@@ -29,9 +29,9 @@ def require_tool(available: bool, what: str, install: str = "") -> None:
     """
     if available:
         return
-    message = f"{what} is not available" + (f" ({install})" if install else "")
+    message = f"not available: {what}" + (f" ({install})" if install else "")
     if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.fail(f"CI=true, so this fails instead of skipping: {message}", pytrace=False)
     pytest.skip(message, allow_module_level=True)
 
 
