@@ -97,8 +97,12 @@ class _Capture(threading.Thread):
         self._put(_END)
 
     def _put(self, item: object) -> bool:
-        """Queue one item; False if the run was stopped while waiting for room."""
-        if self.live:
+        """Queue one item; False if the run was stopped while waiting for room.
+
+        Live runs drop the oldest frame to make room for a new one; the end marker and errors
+        wait for room instead, so they never push the source's last frame out.
+        """
+        if self.live and isinstance(item, Frame):
             while True:
                 try:
                     self.frames.put_nowait(item)

@@ -6,7 +6,10 @@ is only used by tests that skip cleanly when it is absent.
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +17,46 @@ import numpy as np
 import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+# --- tools a test needs ----------------------------------------------------------------------
+def require_tool(available: bool, what: str, install: str = "") -> None:
+    """Skip a test whose tool is missing; under CI=true fail it instead.
+
+    A skip is invisible in a green run, so CI must install every tool the suite uses (see
+    .ci/run) and a missing one is an error there. Only for tools (torch, Xvfb, xdotool,
+    ImageMagick, Chromium, setuptools, ...), not for hardware or the ../shared data.
+    """
+    if available:
+        return
+    message = f"not available: {what}" + (f" ({install})" if install else "")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, so this fails instead of skipping: {message}", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
+def require_executables(*names: str, install: str = "") -> None:
+    """`require_tool` for programs on PATH, e.g. require_executables("Xvfb", "xdotool")."""
+    missing = [n for n in names if shutil.which(n) is None]
+    require_tool(not missing, ", ".join(missing), install)
+
+
+def require_module(name: str, install: str = ""):
+    """`require_tool` for a Python module (``pytest.importorskip`` that fails under CI=true)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        require_tool(False, f"the Python module {name}", install or f"pip install {name}")
+
+
+def require_chromium() -> tuple[str, str]:
+    """Paths of Chromium and chromedriver (for browser tests), or skip/fail as above."""
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(n)), None)
+    driver = shutil.which("chromedriver")
+    require_tool(browser is not None and driver is not None, "Chromium with chromedriver",
+                 "apt-get install chromium chromium-driver")
+    return browser, driver
 CLIPS = SHARED / "data" / "clips"
 TEACHERS = SHARED / "teachers"
 

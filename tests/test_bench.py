@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
+from conftest import require_module  # noqa: E402
+
+onnx = require_module("onnx")
 
 
 def _tiny_generator(path: Path) -> Path:
@@ -122,7 +124,7 @@ def test_bad_options_fail_before_measuring(tmp_path: Path, extra: list[str]) -> 
 
 
 def test_cli_bench_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cli = pytest.importorskip("livefilter.cli")
+    cli = require_module("livefilter.cli")
     model = _tiny_generator(tmp_path / "tiny.onnx")
     code = cli.main(["bench", "--model", str(model), "--quick", "--skip", "live", "--skip", "convert",
                      "--skip", "flicker", "--json"])

@@ -62,8 +62,11 @@ def test_camera_on_a_paced_file_records_what_it_showed(models, tmp_path, capsys)
     assert code == 0
     err = capsys.readouterr().err
     assert "frames shown" in err and "latency p50" in err
+    shown = int(err.split(" frames shown")[0].split()[-1])
+    dropped = int(err.split(" dropped")[0].split()[-1])
+    assert shown + dropped == 20  # every frame read is either shown or counted as dropped
     result = probe(record)
-    assert 0 < result["frames"] <= 20 and result["size"] == (64, 48)
+    assert result["frames"] == shown and result["size"] == (64, 48)
     assert result["seconds"] == sorted(result["seconds"])
 
 

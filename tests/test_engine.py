@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from conftest import TEACHERS, build_generator, draw_frame
+from conftest import TEACHERS, build_generator, draw_frame, require_module
 from livefilter.engine import Engine, resolve_model
 from livefilter.errors import LivefilterError
 
@@ -157,7 +157,7 @@ def test_conversions_are_bit_exact_with_the_plain_formulas(models, name):
 def test_student_runs_in_the_grid_phase_it_was_trained_and_scored_in():
     """A size that needs padding gives the same picture as the training/evaluation runner,
     which pads at the bottom and right: the students' strokes depend on the 4x4 grid's phase."""
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     from livefilter.train.teacher import OnnxGenerator
 
     student = resolve_model("hayao")
@@ -165,3 +165,20 @@ def test_student_runs_in_the_grid_phase_it_was_trained_and_scored_in():
     out = Engine(student, resolution=None, threads=1)(picture)
     reference = OnnxGenerator(student, threads=1)(np.ascontiguousarray(picture[:, :, ::-1]))[:, :, ::-1]
     assert np.abs(out.astype(int) - reference.astype(int)).max() <= 1
+
+
+def test_model_is_fed_the_picture_at_its_own_aspect_ratio(models):
+    """What the model sees, not just what comes back: squashing 300x90 into a square and
+    stretching the result back would look fine for an identity model, not for a style."""
+    engine = Engine(models["identity_nchw"], resolution=64)
+    seen = []
+    infer = engine._infer
+
+    def spy(x, *args):
+        seen.append(x.shape)
+        return infer(x, *args)
+
+    engine._infer = spy
+    engine(np.zeros((90, 300, 3), np.uint8))
+    # NCHW, short side 64, 300/90 kept (213 wide), padded up to the model's multiple only.
+    assert seen and seen[-1][2] == 64 and 213 <= seen[-1][3] < 213 + engine.multiple

@@ -1,8 +1,8 @@
 """Live runs: a model slower than the camera drops frames instead of falling behind, and a
 camera that stops delivering neither hangs the pipeline nor freezes the live sinks.
 
-No timing-tight assertions: bounds are generous (the machine may be busy with training);
-the measured figures belong to the benchmark.
+No wall-clock races: latency bounds are benchmark-style, built from the model's known time
+(a sleep) plus one frame interval plus a margin for a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -80,6 +80,32 @@ def slow(seconds: float):
     return process
 
 
+def scheduling_jitter(samples: int = 40) -> float:
+    """p95 of how late a 5 ms sleep wakes up: the machine's scheduling delay right now.
+
+    Part of the latency margin, so a busy shared machine widens the bound by what it
+    measurably costs, while a deeper queue (whole model runs of extra wait) still fails it.
+    """
+    late = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        time.sleep(0.005)
+        late.append(time.perf_counter() - started - 0.005)
+    return float(np.percentile(late, 95))
+
+
+def timed(process):
+    """``process`` that also records how long each call really took (the model's known time)."""
+    durations: list[float] = []
+
+    def run_and_time(frame: Frame) -> Frame:
+        started = time.perf_counter()
+        out = process(frame)
+        durations.append(time.perf_counter() - started)
+        return out
+    return run_and_time, durations
+
+
 def run_with_deadline(deadline: float, *args, **kwargs):
     """run() in a thread; fail (instead of hanging the suite) if it has not returned in time."""
     result: dict = {}
@@ -103,7 +129,11 @@ def run_with_deadline(deadline: float, *args, **kwargs):
 # -- a slow model ---------------------------------------------------------------------------------
 def test_slow_model_drops_frames_and_latency_stays_bounded(clip):
     sink = ListSink()
-    stats, took = run_with_deadline(30, PacedFileSource(clip), slow(0.060), [sink], live=True)
+    process, durations = timed(slow(0.060))
+    jitter = scheduling_jitter()
+    stats, took = run_with_deadline(30, PacedFileSource(clip), process, [sink], live=True,
+                                    queue_size=1)
+    jitter = max(jitter, scheduling_jitter())
 
     assert stats.frames_read == CLIP_FRAMES
     assert stats.frames_dropped > 0  # 60 ms per frame cannot keep up with 33 ms per frame
@@ -112,8 +142,15 @@ def test_slow_model_drops_frames_and_latency_stays_bounded(clip):
     # Frames go out in capture order with gaps where frames were dropped: never a backlog.
     indices = [f.index for f in sink.frames]
     assert indices == sorted(set(indices)) and indices[-1] - indices[0] + 1 > len(indices)
-    # Latency stays bounded (queue of 2 + one model run is ~0.15 s; allow a busy machine).
-    assert max(stats.latencies) < 1.0
+    # One-frame queue dropping the oldest: a frame waits at most one frame interval for the
+    # model, then one model run (60 ms, as measured): p95 <= model + 33 ms + margin (30 ms
+    # plus twice the scheduling delay measured around the run). Keeping the oldest frame
+    # instead, or a deeper queue, adds whole model runs.
+    model = float(np.percentile(durations, 95))
+    bound = model + 1 / FPS + 0.030 + 2 * jitter
+    assert np.percentile(stats.latencies, 95) <= bound, (model, jitter, bound)
+    # About one frame in two must go (60 ms per frame against 33 ms between frames).
+    assert stats.frames_written <= CLIP_FRAMES * 0.033 / 0.060 * 1.25
     assert len(stats.latencies) == stats.frames_written
     # The run ends when the source ends: 2 s of video, not 60 x 60 ms of backlog.
     assert took < 2.0 + 5.0
@@ -122,13 +159,18 @@ def test_slow_model_drops_frames_and_latency_stays_bounded(clip):
 
 
 def test_fast_model_keeps_every_frame(clip):
-    """The same live run with a model that keeps up: nothing needs dropping (a loose bound
-    on a busy machine: most frames, not all)."""
+    """The same live run with a model that keeps up: every frame is read, each one either
+    written or counted as dropped, in order, and almost none need dropping."""
     sink = ListSink()
-    stats, _ = run_with_deadline(30, PacedFileSource(clip), slow(0.0), [sink], live=True)
+    jitter = scheduling_jitter()
+    stats, _ = run_with_deadline(30, PacedFileSource(clip), slow(0.0), [sink], live=True, queue_size=1)
+    jitter = max(jitter, scheduling_jitter())
     assert stats.frames_read == CLIP_FRAMES
-    assert stats.frames_written >= CLIP_FRAMES * 0.8
-    assert max(stats.latencies) < 1.0
+    assert stats.frames_written + stats.frames_dropped == CLIP_FRAMES
+    assert stats.frames_dropped <= CLIP_FRAMES // 10  # only stalls of a busy machine drop any
+    assert [f.index for f in sink.frames] == sorted(f.index for f in sink.frames)
+    assert sink.frames[-1].index == CLIP_FRAMES - 1  # the end of the source never drops its last frame
+    assert np.percentile(stats.latencies, 95) <= 1 / FPS + 0.030 + 2 * jitter
 
 
 # -- a camera that stops delivering ---------------------------------------------------------------

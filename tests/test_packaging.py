@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_generator
+from conftest import build_generator, require_tool
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,8 +25,9 @@ def _setuptools_ok() -> bool:
     return int(setuptools.__version__.split(".")[0]) >= 68
 
 
-@pytest.mark.skipif(not _setuptools_ok(), reason="needs setuptools>=68 to build without isolation")
 def test_wheel_ships_weights_and_console_script(tmp_path):
+    require_tool(_setuptools_ok(), "setuptools>=68 (to build without isolation)",
+                 'pip install "setuptools>=68"')
     src = tmp_path / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
     src.mkdir()

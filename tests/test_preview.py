@@ -28,6 +28,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import require_executables, require_tool
 from livefilter.errors import LivefilterError
 from livefilter.frames import Frame
 from livefilter.sinks.preview import check_display, compose_view, x_display_reachable
@@ -120,9 +121,7 @@ def xvfb():
     -noreset: by default Xvfb resets when its last client leaves, and a child connecting
     during that reset fails to open the display.
     """
-    for tool in ("Xvfb", "xdotool", "import"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed (apt-get install xvfb xdotool imagemagick)")
+    require_executables("Xvfb", "xdotool", "import", install="apt-get install xvfb xdotool imagemagick")
     read_fd, write_fd = os.pipe()
     server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24",
                                "-nolisten", "tcp", "-noreset"], pass_fds=(write_fd,),
@@ -131,8 +130,7 @@ def xvfb():
     try:
         ready, _, _ = select.select([read_fd], [], [], 15)
         number = os.read(read_fd, 32).decode().strip() if ready else ""
-        if not number.isdigit():
-            pytest.skip("Xvfb did not start")
+        require_tool(number.isdigit(), "a running Xvfb (it did not start)")
         yield f":{number}"
     finally:
         os.close(read_fd)
@@ -239,8 +237,7 @@ def send_wm_delete(display: str, window: int) -> None:
         _fields_ = [("xclient", ClientMessage), ("pad", ctypes.c_long * 24)]
 
     name = ctypes.util.find_library("X11")
-    if name is None:
-        pytest.skip("libX11 not found")
+    require_tool(name is not None, "libX11", "apt-get install libx11-6")
     x11 = ctypes.CDLL(name)
     x11.XOpenDisplay.restype = ctypes.c_void_p
     x11.XOpenDisplay.argtypes = [ctypes.c_char_p]

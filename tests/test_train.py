@@ -11,8 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
+from conftest import require_module  # noqa: E402
+
+torch = require_module("torch", "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
+onnx = require_module("onnx")
 
 from livefilter.train import fidelity  # noqa: E402
 from livefilter.train.distill import PairPool, degrade, load_onnx_student, main as distill_main  # noqa: E402

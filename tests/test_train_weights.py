@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
+from conftest import require_module  # noqa: E402
+
+onnx = require_module("onnx")
 
 from livefilter.train.teacher import OnnxGenerator  # noqa: E402
 

@@ -36,9 +36,16 @@ ENCODER_OPTIONS = {
 }
 # Fragmented MP4/MOV (a fragment about every second): whatever happens to the process (crash,
 # power loss, disk full), the file on disk stays playable up to the last complete fragment.
+# ``delay_moov`` holds the moov back until the first fragment is cut, so it is written once
+# every stream's first timestamp is known: the edit lists then keep a late or early audio start
+# and the AAC priming trim of the source (with a plain empty_moov every track starts at 0 and
+# the audio moves against the video).
+# The edit lists' shifts are counted in the movie timescale: FFmpeg's default of 1000 rounds a
+# late start to whole milliseconds (45.67 ms -> 45 ms); 48000 keeps it to the audio sample.
+MOV_FLAGS = "+frag_keyframe+empty_moov+delay_moov+default_base_moof+negative_cts_offsets"
 CONTAINER_OPTIONS = {
-    "mp4": {"movflags": "+frag_keyframe+empty_moov+default_base_moof+negative_cts_offsets", "frag_duration": "1000000"},
-    "mov": {"movflags": "+frag_keyframe+empty_moov+default_base_moof+negative_cts_offsets", "frag_duration": "1000000"},
+    "mp4": {"movflags": MOV_FLAGS, "frag_duration": "1000000", "movie_timescale": "48000"},
+    "mov": {"movflags": MOV_FLAGS, "frag_duration": "1000000", "movie_timescale": "48000"},
 }
 AUDIO_LEAD = 0.25  # seconds of audio muxed ahead of the video, so players start with both
 
@@ -120,6 +127,8 @@ class VideoFileSink:
         self._audio_next = None
         self._audio_out = None
         self._transcode = False
+        self._audio_start: int | None = None  # transcoding: first decoded sample, in 1/sample_rate
+        self._audio_samples = 0  # transcoding: samples handed to the encoder so far
         self._last_seconds = 0.0
         self._frame_duration = 1.0 / self.fps
         self._last_pts: int | None = None
@@ -289,9 +298,26 @@ class VideoFileSink:
         except av.FFmpegError:
             return
         for frame in frames:
-            frame.pts = None  # let the encoder count samples: keeps the audio gapless
+            self._place_audio_frame(frame)
             for out in self._audio_out.encode(frame):
                 self._container.mux(out)
+
+    def _place_audio_frame(self, frame) -> None:
+        """Transcoding: time the frame from the first decoded sample on, counting samples.
+
+        The first decoded frame's pts is where the first audible sample is (the decoder has
+        already dropped the source's priming), so the output starts there too; after that the
+        samples are counted, which keeps the audio gapless even when the source's packet
+        timestamps jitter. The encoder's own priming is then signalled by the muxer (edit list
+        or CodecDelay), not played.
+        """
+        rate = frame.sample_rate
+        if self._audio_start is None:
+            start = frame.pts * frame.time_base if frame.pts is not None and frame.time_base else 0
+            self._audio_start = round(start * rate)
+        frame.pts = self._audio_start + self._audio_samples
+        frame.time_base = Fraction(1, rate)
+        self._audio_samples += frame.samples
 
     def _finish_audio(self) -> None:
         if self._audio_packets is None:
