@@ -83,9 +83,10 @@ MUTATIONS: list[Mutation] = [
              "        process, post = make_stages(lambda image: image, args)\n        sink = VideoFileSink(",
              ("tests/test_cli_live.py::test_video_writes_the_engines_smoothed_output",)),
     Mutation("virtual camera sends every other frame", "livefilter/sinks/virtualcam.py",
-             "        self._last = fitted\n        self._send(fitted)",
-             "        self._last = fitted\n        self._odd = not getattr(self, '_odd', False)\n"
-             "        if self._odd:\n            self._send(fitted)",
+             "            self._pending = self._latest = image\n            self._cond.notify_all()\n\n    def write",
+             "            self._odd = not getattr(self, '_odd', False)\n"
+             "            if self._odd:\n                self._pending = self._latest = image\n"
+             "            self._cond.notify_all()\n\n    def write",
              ("tests/test_cli_live.py::test_camera_virtual_and_record_send_every_shown_frame_filtered",)),
     # --- ten more on the core modules -----------------------------------------------------------
     Mutation("engine feeds BGR to an RGB model", "livefilter/engine.py",
@@ -140,6 +141,25 @@ MUTATIONS: list[Mutation] = [
              "        image = np.hstack([original, image])",
              "        image = np.hstack([image, original])",
              ("tests/test_preview.py::test_compose_side_by_side_puts_original_left_filtered_right",)),
+    # --- features landed later: HD path, web page, adaptive quality ---------------------------
+    Mutation("HD path skips the guided full-resolution step", "livefilter/engine.py",
+             "        if not self.guided:\n", "        if True:\n",
+             ("tests/test_hd.py::test_engine_runs_an_hd_file_at_the_frame_size",
+              "tests/test_hd.py::test_engine_hd_output_is_the_torch_model")),
+    Mutation("HD gains applied without the 1/64 scale", "livefilter/upsample.py",
+             "    scale = 1.0 / GAIN_STEPS\n", "    scale = 1.0\n",
+             ("tests/test_hd.py::test_runtime_step_matches_training_formula",)),
+    Mutation("web server accepts any Host header", "livefilter/web/app.py",
+             "        if host_name(host) not in self.allowed:\n", "        if False:\n",
+             ("tests/test_web.py::test_host_allowlist_stops_dns_rebinding", "tests/test_web.py::test_live_bad_host_is_refused")),
+    Mutation("web WebSocket accepts any Origin", "livefilter/web/app.py",
+             "            elif unsafe and origin is not None and origin.lower() != f\"http://{host}\".lower():\n",
+             "            elif False:\n",
+             ("tests/test_web.py::test_live_origin_must_be_the_page_own",)),
+    Mutation("adaptive quality changes level with no spacing", "livefilter/quality.py",
+             "        if now - self._last_change < self.min_interval:", "        if False:",
+             ("tests/test_quality.py",)),
+
 ]
 
 

@@ -282,3 +282,14 @@ def test_rungs_of_one_file_share_a_session_and_keep_their_sizes():
     assert engines["r160"].internal_size(640, 360) == (284, 160)
     assert engines["r160"](image).shape == image.shape
     stages.close()
+
+
+def test_changes_keep_the_minimum_spacing_even_when_the_window_would_allow_sooner():
+    # Four rungs that are all too slow: the controller wants to step down as fast as its
+    # measuring window lets it (about every 2.5 s); a 6 s minimum spacing must hold it back.
+    costs = [0.080, 0.070, 0.060, 0.050, 0.010]
+    free_run, _ = simulate(costs, lambda t: 1.0, 40)
+    natural = [b.t - a.t for a, b in zip(free_run.changes, free_run.changes[1:])]
+    assert natural and min(natural) < 6.0  # the window alone would change sooner
+    ctl, _ = simulate(costs, lambda t: 1.0, 40, min_interval=6.0)
+    assert len(ctl.changes) >= 3 and spacing_ok(ctl, minimum=6.0)
