@@ -39,7 +39,7 @@ EXAMPLES = {
   livefilter demo --no-preview             only the file, no window""",
     "camera": """examples:
   livefilter camera                        webcam 0 in a preview window (s, i, q keys)
-  livefilter camera --virtual              to the virtual camera; pick "livefilter" in the call app
+  livefilter camera --virtual              to the virtual camera, for Zoom/Meet/Teams
   livefilter camera --source clip.mp4 --loop   no webcam? a clip plays as the camera""",
     "video": """examples:
   livefilter video in.mp4 out.mp4
