@@ -47,9 +47,11 @@ EXAMPLES = {
   livefilter video in.mp4 out.mkv --resolution 320   more detail, slower""",
     "image": """examples:
   livefilter image photo.jpg anime.png
-  livefilter image photos/ anime/ --style shinkai     a folder into a folder""",
+  livefilter image photos/ anime/ --style shinkai     a folder into a folder
+  livefilter image photo.jpg big.png --resolution 512  more detail, slower""",
     "styles": """examples:
-  livefilter styles                        names for --style; the default is marked""",
+  livefilter styles                        names for --style; the default is marked
+  livefilter video in.mp4 out.mp4 --style cute_int8   then use one""",
     "bench": """examples:
   livefilter bench --quick                 a few seconds: is this machine fast enough?
   livefilter bench --json bench.json --plot bench.png
