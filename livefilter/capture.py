@@ -229,8 +229,9 @@ class CameraSource:
         self._cap = self._open()
         if self._cap is None:
             what = f"index {self.spec}" if isinstance(self.spec, int) else str(self.spec)
-            raise LivefilterError(f"no camera at {what} (not connected, busy, or no permission); "
-                                  f"use --source FILE to run on a video file")
+            raise LivefilterError(f"no camera at {what} (not connected, in use by another app, or no "
+                                  f"permission); check the camera, try another one (--source 1, "
+                                  f"--source /dev/video2), or run on a clip: --source clip.mp4")
         ok, image = self._cap.read()
         if not ok or image is None:
             self._cap.release()

@@ -1,4 +1,4 @@
-"""Command line: `livefilter camera | video | image | serve | styles | bench`.
+"""Command line: `livefilter demo | camera | video | image | serve | styles | devices | bench`.
 
 Bad input of any kind ends in one line ``livefilter: error: <reason>`` and a non-zero exit;
 tracebacks are for bugs only (set LIVEFILTER_DEBUG=1 to see them).
@@ -24,6 +24,51 @@ log = logging.getLogger("livefilter")
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 EXIT_INTERRUPTED = 130
+
+# The examples that end each command's --help, all in one place (a new subcommand adds its own).
+EXAMPLES = {
+    "livefilter": """examples:
+  livefilter demo                          convert the bundled sample clip, then preview it
+  livefilter camera --virtual              webcam -> virtual camera for Zoom/Meet/Teams
+  livefilter video in.mp4 out.mp4          convert a clip, audio kept
+
+`livefilter COMMAND --help` shows each command's options.""",
+    "demo": """examples:
+  livefilter demo                          writes ./livefilter-demo.mp4 (-2, -3, ... if taken)
+  livefilter demo out.mp4 --style shinkai  another style, another file
+  livefilter demo --no-preview             only the file, no window""",
+    "camera": """examples:
+  livefilter camera                        webcam 0 in a preview window (s, i, q keys)
+  livefilter camera --virtual              to the virtual camera, for Zoom/Meet/Teams
+  livefilter camera --source clip.mp4 --loop   no webcam? a clip plays as the camera""",
+    "video": """examples:
+  livefilter video in.mp4 out.mp4
+  livefilter video in.mov out.mp4 --style cute --overwrite
+  livefilter video in.mp4 out.mkv --resolution 320   more detail, slower""",
+    "image": """examples:
+  livefilter image photo.jpg anime.png
+  livefilter image photos/ anime/ --style shinkai     a folder into a folder
+  livefilter image photo.jpg big.png --resolution 512  more detail, slower""",
+    "serve": """examples:
+  livefilter serve                         the web page on http://127.0.0.1:8000/
+  livefilter serve --open --port 8080      and open it in the browser
+  livefilter serve --host 0.0.0.0          reachable from the network (anyone there can use it)""",
+    "devices": """examples:
+  livefilter devices                       cameras, and whether a virtual camera can be made
+  livefilter camera --source 1             then pick a camera by its index""",
+    "styles": """examples:
+  livefilter styles                        names for --style; the default is marked
+  livefilter video in.mp4 out.mp4 --style cute_int8   then use one""",
+    "bench": """examples:
+  livefilter bench --quick                 a few seconds: is this machine fast enough?
+  livefilter bench --json bench.json --plot bench.png
+  livefilter bench --teacher T.onnx --skip live --skip convert --skip flicker""",
+}
+
+
+def _help(name: str) -> dict:
+    """Keyword arguments that end a parser's --help with its examples, line breaks kept."""
+    return {"epilog": EXAMPLES[name], "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
 class _Formatter(logging.Formatter):
@@ -95,13 +140,16 @@ def _common_options() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livefilter",
-                                     description="Live anime filter for webcams, clips and pictures.")
+                                     description="Live anime filter for webcams, clips and pictures.",
+                                     **_help("livefilter"))
     parser.add_argument("--version", action="version", version=f"livefilter {__version__}")
     common = _common_options()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(sub, common)
 
     cam = sub.add_parser("camera", parents=[common], help="filter a webcam (or a file played live)",
-                         epilog=_camera_keys(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=EXAMPLES["camera"] + "\n\n" + _camera_keys(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     cam.add_argument("--source", default="0",
                      help="camera index (0), device (/dev/video2) or a video file played at its own rate")
     cam.add_argument("--loop", action="store_true", help="repeat a file source forever")
@@ -123,14 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_live_quality_options(cam)
     cam.set_defaults(func=cmd_camera)
 
-    vid = sub.add_parser("video", parents=[common], help="convert a video file, every frame, audio kept")
+    vid = sub.add_parser("video", parents=[common], help="convert a video file, every frame, audio kept",
+                         **_help("video"))
     vid.add_argument("input", help="input video")
     vid.add_argument("output", help="output video (.mp4, .mkv, .mov, .webm)")
     vid.add_argument("--overwrite", action="store_true", help="replace an existing output")
     vid.add_argument("--no-audio", action="store_true", help="leave the audio out")
     vid.set_defaults(func=cmd_video)
 
-    img = sub.add_parser("image", parents=[common], help="convert a picture or a folder of pictures")
+    img = sub.add_parser("image", parents=[common], help="convert a picture or a folder of pictures",
+                         **_help("image"))
     img.add_argument("input", help="input picture or folder")
     img.add_argument("output", help="output picture or folder")
     img.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -140,13 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_serve_parser(sub, common)
 
-    sty = sub.add_parser("styles", help="list the installed styles")
+    sty = sub.add_parser("styles", help="list the installed styles", **_help("styles"))
     sty.set_defaults(func=cmd_styles)
 
-    dev = sub.add_parser("devices", help="list cameras and the virtual-camera backend's state")
+    dev = sub.add_parser("devices", help="list cameras and the virtual-camera backend's state",
+                         **_help("devices"))
     dev.set_defaults(func=cmd_devices)
 
-    bench = sub.add_parser("bench", parents=[common], help="measure speed, latency and flicker")
+    bench = sub.add_parser("bench", parents=[common], help="measure speed, latency and flicker",
+                           **_help("bench"))
     try:
         from livefilter import bench as bench_module
 
@@ -164,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
     """`livefilter serve`: the upload page and the live camera page (livefilter.web)."""
-    srv = sub.add_parser("serve", parents=[common], help="web page: uploads and the browser's camera")
+    srv = sub.add_parser("serve", parents=[common], help="web page: uploads and the browser's camera",
+                         **_help("serve"))
     group = srv.add_argument_group("server")
     group.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1; 0.0.0.0 opens it to the network)")
@@ -240,6 +293,26 @@ def live_stages(args: argparse.Namespace, fps: float):
                               style_name=None if args.model else args.style)
     log.debug("quality ladder: %s", "; ".join(level.describe() for level in stages.ladder))
     return stages
+
+
+def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    demo = sub.add_parser("demo", parents=[common], help="convert the bundled sample clip, then preview it",
+                          description="Converts a 3-second sample clip that ships with livefilter (GRID "
+                                      "corpus, CC BY 4.0) and, if a display exists, plays it through the "
+                                      "filter in the preview window.", **_help("demo"))
+    demo.add_argument("output", nargs="?", default=None,
+                      help="where to write the result (default ./livefilter-demo.mp4, never replaced)")
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    demo.add_argument("--no-preview", dest="preview", action="store_false", help="no preview window")
+    demo.add_argument("--preview-seconds", type=float, default=None, metavar="SECONDS",
+                      help="close the preview after this long (default: when you press q)")
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from livefilter import demo
+
+    return demo.run(args)
 
 
 def _unavailable(what: str) -> int:

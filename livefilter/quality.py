@@ -107,9 +107,10 @@ def pick_level(ladder: Sequence[Level], name: str) -> int:
     raise LivefilterError(f"unknown quality level {name!r} (choose {choices})")
 
 
-def key_styles(styles: Sequence[str]) -> list[str]:
-    """Styles in key order (1-9): full-precision files first, then the int8 ones."""
-    return ([s for s in styles if not s.endswith("_int8")] + [s for s in styles if s.endswith("_int8")])[:9]
+def key_styles(styles: Sequence[str], first: str = "hayao") -> list[str]:
+    """Styles in key order (1-9): the default style on 1, full-precision files next, then int8."""
+    full = sorted((s for s in styles if not s.endswith("_int8")), key=lambda s: s != first)
+    return (full + [s for s in styles if s.endswith("_int8")])[:9]
 
 
 # --- engines ----------------------------------------------------------------------------------

@@ -107,3 +107,55 @@ def test_image_not_a_picture(models, tmp_path):
     bad.write_bytes(b"\x00" * 100)
     assert_one_line_error(run_cli("image", bad, tmp_path / "out.png", "--model", models["tiny"]),
                           "cannot read")
+
+
+# --- what a new user meets first: help with examples, and errors that say what to do ---------
+def test_every_help_ends_with_examples():
+    import argparse
+
+    from livefilter.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {"livefilter": parser.format_help()}
+    helps.update({name: p.format_help() for name, p in sub.choices.items()})
+    assert {"demo", "camera", "video", "image", "styles", "bench"} <= set(helps)
+    for name, text in helps.items():
+        tail = text[text.index("examples:"):].splitlines() if "examples:" in text else []
+        examples = [line for line in tail[1:] if line.strip().startswith("livefilter ")]
+        assert 2 <= len(examples) <= 3, f"{name}: {tail}"
+        if name != "livefilter":
+            assert examples[0].strip().startswith(f"livefilter {name}"), name
+
+
+def test_top_level_help_runs_from_the_command_line():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "livefilter demo" in result.stdout and "examples:" in result.stdout
+
+
+def test_no_camera_says_what_to_try(models):
+    err = assert_one_line_error(run_cli("camera", "--source", "7", "--no-preview", "--model", models["tiny"]),
+                                "no camera at index 7")
+    assert "--source clip.mp4" in err and "check the camera" in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the v4l2loopback hint is for Linux")
+def test_no_virtual_camera_gives_the_one_line_setup(models, clip):
+    if list(Path("/dev").glob("video*")):
+        pytest.skip("a video device exists here; this test needs a machine without one")
+    result = run_cli("camera", "--virtual", "--source", clip, "--model", models["tiny"])
+    err = assert_one_line_error(result, "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 "
+                                        "card_label=livefilter")
+    assert "apt install v4l2loopback-dkms" in err
+    assert "Did you run" not in err  # pyvirtualcam's own advice is replaced by ours, not repeated
+
+
+def test_missing_model_file(clip, tmp_path):
+    assert_one_line_error(run_cli("video", clip, tmp_path / "out.mp4", "--model", tmp_path / "nope.onnx"),
+                          "model file not found", "nope.onnx")
+
+
+def test_missing_source_file(models, tmp_path):
+    assert_one_line_error(run_cli("camera", "--source", tmp_path / "gone.mp4", "--model", models["tiny"]),
+                          "gone.mp4", "no such file")

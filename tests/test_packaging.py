@@ -47,6 +47,7 @@ def test_wheel_ships_weights_and_console_script(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for style in styles:
         assert f"livefilter/weights/{style}.onnx" in names
+    assert "livefilter/samples/grid_lrwp9a.mp4" in names  # `livefilter demo` needs it
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "livefilter = livefilter.cli:main" in entry_points

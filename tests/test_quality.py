@@ -154,7 +154,7 @@ def test_ladder_without_int8_and_without_smoothing(tmp_path):
 
 def test_key_styles_put_full_precision_first():
     assert key_styles(["cute", "cute_int8", "hayao", "hayao_int8", "shinkai"]) == [
-        "cute", "hayao", "shinkai", "cute_int8", "hayao_int8"]
+        "hayao", "cute", "shinkai", "cute_int8", "hayao_int8"]  # the default style on key 1
 
 
 # -- the live stage with artificially slow engines ---------------------------------------------

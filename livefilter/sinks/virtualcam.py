@@ -35,11 +35,22 @@ def how_to_get_a_virtual_camera(platform: str | None = None) -> str:
     """One sentence telling the user how to create a virtual camera device on their OS."""
     platform = sys.platform if platform is None else platform
     if platform.startswith("linux"):
-        return ("create one with v4l2loopback: sudo modprobe v4l2loopback devices=1 exclusive_caps=1 "
-                "card_label=livefilter (package v4l2loopback-dkms or v4l2loopback-utils)")
-    if platform.startswith(("win", "cygwin", "darwin")):
-        return "install OBS Studio, then start its Virtual Camera once (Start Virtual Camera, then stop it) and close OBS"
+        return ("create one with: sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=livefilter "
+                "(install it first if needed: sudo apt install v4l2loopback-dkms)")
+    if platform.startswith("darwin"):
+        return ("install OBS Studio, start it, click Start Virtual Camera then Stop Virtual Camera, "
+                "close OBS (once)")
+    if platform.startswith(("win", "cygwin")):
+        return "install OBS Studio 26.0 or later: its OBS Virtual Camera needs no other setup"
     return "pyvirtualcam supports Linux (v4l2loopback), Windows and macOS (OBS Virtual Camera) only"
+
+
+def _first_reason(exc: BaseException) -> str:
+    """pyvirtualcam's own message without its trailing advice (ours follows): one short clause."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    for advice in (" Did you run", " See also"):
+        text = text.split(advice)[0]
+    return text.strip().rstrip(".") or type(exc).__name__
 
 
 def letterbox(image: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
@@ -96,9 +107,8 @@ class VirtualCameraSink:
                                                backend=backend, device=device)
         except Exception as exc:  # backends raise RuntimeError, but any failure means "no camera"
             where = f"virtual camera {device!r}" if device else "a virtual camera device"
-            reason = " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
             raise LivefilterError(
-                f"cannot open {where} ({reason}); {how_to_get_a_virtual_camera()}") from exc
+                f"cannot open {where} ({_first_reason(exc)}); {how_to_get_a_virtual_camera()}") from exc
         self._last: np.ndarray | None = None
         self._pending: np.ndarray | None = None  # written, not yet taken by the sender
         self._latest: np.ndarray | None = None  # the newest picture written
