@@ -55,6 +55,7 @@ def display_available(env: Mapping[str, str] | None = None, platform: str | None
 def run(args: argparse.Namespace) -> int:
     """Convert the sample, report the result, then preview it live if a display exists."""
     from livefilter import cli
+    from livefilter.quality import AUTO, DEFAULT_BUDGET_MS
 
     sample = sample_clip()
     if args.output:
@@ -79,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     live_args.source, live_args.loop, live_args.preview = str(sample), True, True
     live_args.virtual, live_args.record, live_args.duration = False, None, args.preview_seconds
     live_args.side_by_side, live_args.overlay, live_args.camera_size = True, False, None
+    # the camera's own live options at their defaults: auto quality, mirrored preview
+    live_args.quality, live_args.latency_budget, live_args.no_mirror = AUTO, DEFAULT_BUDGET_MS, False
     try:
         return cli.cmd_camera(live_args)
     except LivefilterError as exc:  # the file is written; a window that cannot open is no failure
