@@ -272,7 +272,7 @@ def _add_live_quality_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("adaptive quality and view")
     group.add_argument("--quality", default=AUTO, metavar="LEVEL",
                        help="auto (default: step down under load, up when there is room) or a fixed "
-                            "level: hd, int8, motion, r192, r160")
+                            "level: hd, sd (HD files), int8, motion, r192, r160")
     group.add_argument("--latency-budget", type=float, default=DEFAULT_BUDGET_MS, metavar="MS",
                        help=f"p95 capture-to-output latency auto quality aims at (default {DEFAULT_BUDGET_MS:g})")
     group.add_argument("--no-mirror", action="store_true",

@@ -167,7 +167,9 @@ def test_hd_cache_train_export_and_evaluate(tmp_path: Path) -> None:
             "--out", str(out), "--work", str(tmp_path / "work"), "--steps", "4", "--minutes", "0",
             "--batch", "2", "--crop", "90", "--min-pairs", "1", "--threads", "1", "--ckpt-every", "2"]
     assert hdtrain_main(argv) == 0
-    assert hdtrain_main([*argv[:-6], "--steps", "6", *argv[-4:]]) == 0  # resumes from step 4
+    resumed = [*argv]
+    resumed[resumed.index("--steps") + 1] = "6"
+    assert hdtrain_main(resumed) == 0  # resumes from step 4
     log = (tmp_path / "work" / "train.log").read_text()
     assert "resumed" in log and "at step 4" in log
     assert json.loads((tmp_path / "work" / "summary.json").read_text())["steps"] == 6

@@ -131,16 +131,17 @@ def test_waits_for_the_next_engine_to_be_ready():
 def test_ladder_from_the_installed_files():
     ladder = build_ladder(WEIGHTS / "hayao.onnx", 256, "flow", 0.9)
     names = [lv.name for lv in ladder]
-    assert names == ["hd", "int8", "motion", "r192", "r160"]
+    assert names == ["hd", "sd", "int8", "motion", "r192", "r160"]  # hayao.onnx is an HD file
     assert ladder[0] == Level("hd", WEIGHTS / "hayao.onnx", 256, "flow", 0.9)
-    assert all(lv.model.name == "hayao_int8.onnx" for lv in ladder[1:])
-    assert [lv.resolution for lv in ladder] == [256, 256, 256, 192, 160]
+    assert ladder[1] == Level("sd", WEIGHTS / "hayao.onnx", 256, "flow", 0.9, engine_options=(("guided", False),))
+    assert all(lv.model.name == "hayao_int8.onnx" for lv in ladder[2:])
+    assert [lv.resolution for lv in ladder] == [256, 256, 256, 256, 192, 160]
     assert ladder[-1].temporal == "ema" and ladder[-1].strength <= 0.6
     assert int8_sibling(WEIGHTS / "hayao_int8.onnx") is None
     int8 = build_ladder(WEIGHTS / "hayao_int8.onnx")
     assert "int8" not in [lv.name for lv in int8]
-    assert pick_level(ladder, "r192") == 3
-    with pytest.raises(LivefilterError, match="choose auto, hd, int8"):
+    assert pick_level(ladder, "r192") == 4
+    with pytest.raises(LivefilterError, match="choose auto, hd, sd, int8"):
         pick_level(ladder, "ultra")
 
 
@@ -276,9 +277,10 @@ def test_rungs_of_one_file_share_a_session_and_keep_their_sizes():
                               quality="r192", with_styles=False)
     image = np.zeros((360, 640, 3), np.uint8)
     engines = {lv.name: stages.pool.load(lv) for lv in stages.ladder}
-    assert engines["hd"].session is not engines["int8"].session
-    assert len({id(e.session) for n, e in engines.items() if n != "hd"}) == 1
-    assert [engines[lv.name].resolution for lv in stages.ladder] == [256, 256, 256, 192, 160]
+    assert engines["hd"].session is engines["sd"].session is not engines["int8"].session
+    assert engines["hd"].guided and not engines["sd"].guided
+    assert len({id(e.session) for n, e in engines.items() if n not in ("hd", "sd")}) == 1
+    assert [engines[lv.name].resolution for lv in stages.ladder] == [256, 256, 256, 256, 192, 160]
     assert engines["r160"].internal_size(640, 360) == (284, 160)
     assert engines["r160"](image).shape == image.shape
     stages.close()

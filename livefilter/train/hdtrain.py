@@ -199,7 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     _, held_c = D.split_clips(args.clips)
     exclude = {s.digest for s in held_p} | {D.file_digest(c) for c in held_c}
     pool = HDPool(H.hd_cache_dir(args.cache, args.teacher), exclude, args.faces)
+    seen, since = -1, time.time()
     while pool.refresh() < args.min_pairs:
+        if len(pool.items) != seen:
+            seen, since = len(pool.items), time.time()
+        elif time.time() - since > 600:  # nobody is filling the cache
+            print(f"hdtrain: error: only {seen} cached pairs (need --min-pairs {args.min_pairs}); "
+                  f"fill the cache first: python -m livefilter.train.hdcache ...", file=sys.stderr)
+            return 2
         log(f"waiting for the HD teacher cache: {len(pool.items)}/{args.min_pairs}")
         time.sleep(30)
     log(f"pairs {len(pool.items)}, with faces {sum(bool(v[2]) for v in pool.items.values())}; "
