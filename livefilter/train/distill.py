@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from . import data as D
 from .fidelity import score, summarise
 from .losses import DistillLoss, LossWeights
-from .model import MULTIPLE, Student, StudentConfig, count_params, export_onnx, load_onnx_student
+from .model import MULTIPLE, Student, StudentConfig, count_params, ema_update, export_onnx, load_onnx_student
 from .teacher import to_uint8
 
 
@@ -357,10 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        decay = min(0.999, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+        ema_update(ema, model, step, cap=0.999)
         step += 1
         for k, v in {"loss": float(loss.detach()), **parts}.items():
             running[k] = 0.98 * running.get(k, v) + 0.02 * v

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .losses import black_hat, luma
-from .model import MULTIPLE, Student, StudentConfig, to_dcr
+from .model import MULTIPLE, Student, StudentConfig, save_with_meta, to_dcr
 
 HD_META = "livefilter.hd"
 GAIN_MAX = 255 / 64  # the runtime stores gains as uint8 in 1/64 steps
@@ -152,13 +152,7 @@ def export_hd_onnx(model: HDStudent, path: Path, extra_meta: dict[str, str] | No
         "livefilter.unshuffle": "dcr",
         HD_META: "gains-v1",
     }
-    del m.metadata_props[:]
-    for k, v in meta.items():
-        entry = m.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.checker.check_model(m)
-    onnx.save(m, str(tmp))
-    tmp.replace(path)
+    save_with_meta(m, meta, tmp, path)
 
 
 def load_hd_onnx(path: Path) -> HDStudent:

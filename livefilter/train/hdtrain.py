@@ -36,7 +36,7 @@ from .distill import degrade, lr_at, to_tensor
 from .fidelity import face_boxes
 from .hdmodel import GainHead, HDStudent, HeadConfig, export_hd_onnx, hd_from_student_onnx
 from .losses import DistillLoss, LossWeights
-from .model import Student, StudentConfig, count_params
+from .model import Student, StudentConfig, count_params, ema_update
 
 LOW_PER_OUT = 256 / 720  # the student's scale relative to the output's
 
@@ -248,10 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
-        decay = min(0.998, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+        ema_update(ema, model, step, cap=0.998)
         step += 1
         for k, v in {"loss": float(loss.detach()), **parts}.items():
             running[k] = 0.95 * running.get(k, v) + 0.05 * v

@@ -193,6 +193,13 @@ def export_onnx(model: Student, path: Path, extra_meta: dict[str, str] | None = 
         "livefilter.arch": json_config(model.cfg),
         UNSHUFFLE_META: "dcr",
     }
+    save_with_meta(m, meta, tmp, path)
+
+
+def save_with_meta(m, meta: dict[str, str], tmp: Path, path: Path) -> None:
+    """Replace an exported model's metadata, check it, and move it into place atomically."""
+    import onnx
+
     del m.metadata_props[:]
     for k, v in meta.items():
         entry = m.metadata_props.add()
@@ -200,6 +207,14 @@ def export_onnx(model: Student, path: Path, extra_meta: dict[str, str] | None = 
     onnx.checker.check_model(m)
     onnx.save(m, str(tmp))
     tmp.replace(path)
+
+
+def ema_update(ema: nn.Module, model: nn.Module, step: int, cap: float) -> None:
+    """Exponential moving average of the weights, warming up over the first steps."""
+    decay = min(cap, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
 
 
 def json_config(cfg: StudentConfig) -> str:
