@@ -535,3 +535,38 @@ def test_pyproject_ships_the_web_package_and_every_static_file():
     deps = " ".join(config["project"]["dependencies"])
     for name in ("fastapi", "uvicorn", "python-multipart>=0.0.27", "websockets"):
         assert name in deps
+
+
+def test_live_session_steps_down_a_level_when_frames_take_too_long(tmp_path):
+    """A connection whose top level takes 60 ms a frame (under 20 fps shown) moves to a cheaper
+    level by itself, as the camera does; the picture keeps coming all the while."""
+    import time as _time
+
+    import cv2
+    import numpy as np
+
+    from livefilter.web.live import LiveSession
+    from livefilter.web.styles import EngineSettings, StyleSet
+
+    model = build_generator(tmp_path / "plain.onnx")
+
+    class SlowTop(StyleSet):
+        def engine_at(self, path, resolution, options=()):
+            fast = super().engine_at(path, resolution, options)
+            if resolution != 256:
+                return fast
+
+            def slow(image):
+                _time.sleep(0.06)
+                return fast(image)
+            return slow
+
+    session = LiveSession(SlowTop({"plain": model}, "plain", EngineSettings(resolution=256)), "plain", "off", 0.0)
+    ok, jpeg = cv2.imencode(".jpg", np.full((90, 160, 3), 128, np.uint8))
+    levels = []
+    deadline = _time.monotonic() + 8.0
+    while _time.monotonic() < deadline and (not levels or levels[-1] == "hd"):
+        assert session.process(jpeg.tobytes())[:2] == b"\xff\xd8"
+        levels.append(session.level)
+    assert levels[0] == "hd" and levels[-1] != "hd", levels[-5:]
+    assert "level changes 1" in session.summary()

@@ -90,6 +90,20 @@ class StyleSet:
                 self._engines[name] = engine
             return engine
 
+    def engine_at(self, path: Path, resolution: int, options: tuple = ()):
+        """An engine for one quality level (`livefilter.quality.Level`): the model file's session,
+        loaded once and shared, at that level's internal size and options."""
+        from livefilter.engine import Engine
+
+        key = f"file:{path}"
+        with self._lock:
+            base = self._engines.get(key)
+            if base is None:
+                s = self.settings
+                base = Engine(path, resolution=resolution, threads=s.threads, provider=s.provider)
+                self._engines[key] = base
+        return base.at(resolution=resolution, **dict(options))
+
     def digest(self, name: str) -> str:
         """SHA-256 of the model file (computed once): part of every cache key."""
         with self._lock:
