@@ -187,6 +187,25 @@ def draw_frame(i: int, width: int, height: int) -> np.ndarray:
     return img
 
 
+def encode_h264(path: Path, draw, frames: int, fps: int = 30, crf: str | None = "18") -> Path:
+    """An H.264 clip of ``frames`` pictures, ``draw(i)`` giving picture i (BGR uint8, even size)."""
+    import av
+
+    first = draw(0)
+    h, w = first.shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"preset": "ultrafast", **({"crf": crf} if crf else {})}
+        for i in range(frames):
+            image = first if i == 0 else draw(i)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def make_clip(path: Path, frames: int = 45, width: int = 161, height: int = 120,
               rate: Fraction = Fraction(30000, 1001), audio: bool = True,
               pts_list: list[int] | None = None, codec: str | None = None,

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import encode_h264
 from test_preview import Window, near, save_invert_model, xvfb  # noqa: F401  (xvfb is a fixture)
 
 CLIP_BGR = (40, 200, 60)
@@ -67,19 +67,13 @@ def save_grey_model(path: Path) -> Path:
 def make_marked_clip(path: Path, frames: int = 60, size: tuple[int, int] = (320, 240)) -> Path:
     """Flat green with a still white block in the lower LEFT: where it shows tells the mirroring."""
     w, h = size
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18"}
-        for _ in range(frames):
-            image = np.empty((h, w, 3), np.uint8)
-            image[:] = CLIP_BGR
-            image[int(h * 0.65):int(h * 0.9), int(w * 0.05):int(w * 0.25)] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+
+    def draw(_i: int) -> np.ndarray:
+        image = np.empty((h, w, 3), np.uint8)
+        image[:] = CLIP_BGR
+        image[int(h * 0.65):int(h * 0.9), int(w * 0.05):int(w * 0.25)] = 255
+        return image
+    return encode_h264(path, draw, frames)
 
 
 @pytest.fixture(scope="module")

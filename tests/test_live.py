@@ -13,11 +13,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import pyvirtualcam
 
+from conftest import encode_h264
 from livefilter.capture import PacedFileSource
 from livefilter.frames import Frame
 from livefilter.pipeline import run
@@ -30,17 +30,7 @@ CLIP_FRAMES = 60  # two seconds at 30 fps
 def make_clip(path: Path, frames: int = CLIP_FRAMES, size: tuple[int, int] = (160, 120)) -> Path:
     """A small 30 fps H.264 clip whose frames are numbered by brightness."""
     w, h = size
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        for i in range(frames):
-            image = np.full((h, w, 3), (i * 4) % 256, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return encode_h264(path, lambda i: np.full((h, w, 3), (i * 4) % 256, np.uint8), frames, FPS, crf=None)
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import require_executables, require_tool
+from conftest import encode_h264, require_executables, require_tool
 from livefilter.errors import LivefilterError
 from livefilter.frames import Frame
 from livefilter.sinks.preview import check_display, compose_view, x_display_reachable
@@ -86,20 +85,14 @@ def save_invert_model(path: Path) -> Path:
 def make_clip(path: Path, frames: int = 60, size: tuple[int, int] = (320, 240), fps: int = 30) -> Path:
     """Flat green clip with a white square moving along the top."""
     w, h = size
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18"}
-        for i in range(frames):
-            image = np.empty((h, w, 3), np.uint8)
-            image[:] = CLIP_BGR
-            x = (i * 4) % (w - 40)
-            image[10:50, x:x + 40] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+
+    def draw(i: int) -> np.ndarray:
+        image = np.empty((h, w, 3), np.uint8)
+        image[:] = CLIP_BGR
+        x = (i * 4) % (w - 40)
+        image[10:50, x:x + 40] = 255
+        return image
+    return encode_h264(path, draw, frames, fps)
 
 
 @pytest.fixture(scope="module")

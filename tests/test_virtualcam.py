@@ -9,7 +9,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import av
 import numpy as np
 import onnx
 import pytest
@@ -17,6 +16,7 @@ import pyvirtualcam
 from onnx import TensorProto, helper, numpy_helper
 from pyvirtualcam.util import encode_fourcc
 
+from conftest import encode_h264
 from livefilter.capture import FileSource, PacedFileSource
 from livefilter.engine import Engine
 from livefilter.errors import LivefilterError
@@ -61,20 +61,14 @@ def save_model(path: Path, kind: str) -> Path:
 def make_clip(path: Path, frames: int = 45, size: tuple[int, int] = (320, 240), fps: int = 30) -> Path:
     """H.264 clip: flat CLIP_BGR background with a white square moving across."""
     w, h = size
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18"}
-        for i in range(frames):
-            image = np.empty((h, w, 3), np.uint8)
-            image[:] = CLIP_BGR
-            x = (i * 5) % (w - h // 6)
-            image[h // 12:h // 12 + h // 6, x:x + h // 6] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+
+    def draw(i: int) -> np.ndarray:
+        image = np.empty((h, w, 3), np.uint8)
+        image[:] = CLIP_BGR
+        x = (i * 5) % (w - h // 6)
+        image[h // 12:h // 12 + h // 6, x:x + h // 6] = 255
+        return image
+    return encode_h264(path, draw, frames, fps)
 
 
 @pytest.fixture(scope="module")
