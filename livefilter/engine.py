@@ -11,6 +11,7 @@ The generator contract: RGB float in [-1, 1] in and out, NCHW or NHWC (read from
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 from pathlib import Path
@@ -77,11 +78,26 @@ def resolve_model(style_or_path: str | Path) -> Path:
 
 
 def model_is_hd(path: str | Path) -> bool:
-    """Whether a model file carries the HD path's gain head (read from its metadata only)."""
+    """Whether a model file carries the HD path's gain head.
+
+    Asked each time a quality ladder is built (start-up, every style switch, every web live
+    connection); onnxruntime reads metadata only through a session, so the answer is kept per
+    file version instead of loading a session each time.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return False
+    return _model_is_hd(str(p.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _model_is_hd(path: str, _mtime_ns: int, _size: int) -> bool:
     import onnxruntime as ort
 
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception:  # a broken file is the engine's to report
         return False
     outputs = [o.name for o in session.get_outputs()]
@@ -107,6 +123,12 @@ def provider_names(provider: str) -> list[str]:
     return [wanted, "CPUExecutionProvider"]
 
 
+def _checked_resolution(resolution: int | None) -> int | None:
+    if resolution is not None and resolution < 16:
+        raise LivefilterError(f"--resolution must be at least 16, got {resolution}")
+    return resolution
+
+
 def _dim(value: object) -> int | None:
     """A fixed dimension as int; symbolic or unknown dimensions as None."""
     return value if isinstance(value, int) and value > 0 else None
@@ -122,9 +144,7 @@ class Engine:
         self.path = Path(model)
         if not self.path.is_file():
             raise LivefilterError(f"model file not found: {self.path}")
-        if resolution is not None and resolution < 16:
-            raise LivefilterError(f"--resolution must be at least 16, got {resolution}")
-        self.resolution = resolution
+        self.resolution = _checked_resolution(resolution)
         self.guided = guided
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -161,9 +181,7 @@ class Engine:
         quality switches between without reloading anything."""
         other = copy.copy(self)
         if resolution is not None:
-            if resolution < 16:
-                raise LivefilterError(f"--resolution must be at least 16, got {resolution}")
-            other.resolution = resolution
+            other.resolution = _checked_resolution(resolution)
         if guided is not None:
             other.guided = guided
         return other

@@ -45,14 +45,6 @@ def to_teacher_scale(x720: np.ndarray) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
-def teacher_reference(teacher, x_out: np.ndarray) -> np.ndarray:
-    """The teacher at short side 480 brought to x_out's size bicubic: the look to match."""
-    h, w = x_out.shape[:2]
-    small = D.resize_short(x_out, TEACHER_SHORT)
-    t = teacher(small)
-    return cv2.resize(t, (w, h), interpolation=cv2.INTER_CUBIC)
-
-
 def prepare(src: D.Source, v: HDVariant) -> np.ndarray:
     x = to_out_scale(D.read_rgb(src.path))
     if v.jitter:

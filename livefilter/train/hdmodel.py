@@ -33,11 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from livefilter.engine import HD_META
+from livefilter.upsample import GAIN_STEPS
+
 from .losses import black_hat, luma
 from .model import MULTIPLE, Student, StudentConfig, save_with_meta, to_dcr
 
-HD_META = "livefilter.hd"
-GAIN_MAX = 255 / 64  # the runtime stores gains as uint8 in 1/64 steps
+GAIN_MAX = 255 / GAIN_STEPS  # the runtime stores gains as uint8 in 1/64 steps
 
 
 @dataclass
