@@ -13,7 +13,7 @@ import pytest
 
 from conftest import require_module  # noqa: E402
 
-torch = require_module("torch", "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
+torch = require_module("torch", "pip install torch==2.13.0, the CPU build; a looser pin pulls a CUDA build")
 onnx = require_module("onnx")
 
 from livefilter.train import fidelity  # noqa: E402
