@@ -134,8 +134,12 @@ def temporal_rows(
     filtered: Sequence[np.ndarray],
     configs: Sequence[tuple],
     pairs: Sequence[PairFlow] | None = None,
+    paintings: Sequence | None = None,
 ) -> list[dict]:
     """Replay each (mode, strength) over the same filtered frames; score flicker and fidelity.
+
+    With ``paintings`` (the engine's `Painting` per frame, which ``filtered`` finishes), each
+    stage smooths the paintings and the result is finished, as the pipeline does.
 
     Rows carry E_warp of the output, the same figure for the input clip and for the per-frame
     output (blending off), the reduction against per-frame, PSNR against the per-frame output
@@ -154,9 +158,13 @@ def temporal_rows(
         stage = make_temporal(mode, strength, **options)
         outputs = []
         elapsed = cpu = 0.0
-        for src, out in zip(inputs, filtered):
+        for i, (src, out) in enumerate(zip(inputs, filtered)):
             t0, c0 = time.perf_counter(), time.process_time()
-            outputs.append(stage(src, out))
+            if paintings is None:
+                outputs.append(stage(src, out))
+            else:
+                p = paintings[i]
+                outputs.append(p.finish(src, stage(p.small, p.styled)))
             elapsed += time.perf_counter() - t0
             cpu += time.process_time() - c0
         e = warping_error(inputs, outputs, pairs)
@@ -240,8 +248,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="seconds of the clip scored for flicker (default 3)")
     g.add_argument("--strengths", type=_csv_floats, default=None, metavar="S,S",
                    help="strengths per temporal mode for the flicker table (default 0.5,0.7,0.8,0.9)")
-    g.add_argument("--queue-size", type=int, default=2,
-                   help="live queue length in frames (the pipeline drops the oldest; default 2)")
+    g.add_argument("--queue-size", type=int, default=1,
+                   help="live queue length in frames (the pipeline drops the oldest; default 1, as the camera)")
     g.add_argument("--skip", action="append", choices=SECTIONS, default=[],
                    help="leave a section out (repeatable)")
     g.add_argument("--quick", action="store_true", help="a few seconds in all: for smoke tests")
@@ -395,7 +403,7 @@ def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> 
         timer.start()
         try:
             stats = run_pipeline(source, process=stages.process, post=stages.post, sinks=[sink, stages.meter],
-                                 live=True, stop_event=stop, queue_size=int(getattr(args, "queue_size", 2)))
+                                 live=True, stop_event=stop, queue_size=int(getattr(args, "queue_size", 1)))
         finally:
             timer.cancel()
     finally:
@@ -416,7 +424,7 @@ def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> 
         "size": f"{source.size[0]}x{source.size[1]}",
         "temporal": getattr(args, "temporal", DEFAULT_MODE),
         "strength": getattr(args, "strength", DEFAULT_STRENGTH),
-        "queue_size": int(getattr(args, "queue_size", 2)),
+        "queue_size": int(getattr(args, "queue_size", 1)),
         "seconds": stats.elapsed,
         "frames_read": stats.frames_read,
         "frames_written": stats.frames_written,
@@ -476,13 +484,15 @@ def bench_flicker(args: argparse.Namespace, engine, clip: Path, seconds: float,
     if len(frames) < 2:
         raise LivefilterError(f"{clip}: need at least two frames to measure flicker")
     engine(frames[0])  # warm-up
-    filtered = [engine(f) for f in frames]
+    paintings = [engine.paint(f) for f in frames] if hasattr(engine, "paint") else None
+    filtered = [engine(f) for f in frames] if paintings is None else [
+        p.finish(f) for p, f in zip(paintings, frames)]
     configs = [("off", 0.0)] + [(m, s) for m in MODES if m != "off" for s in strengths]
     default = (getattr(args, "temporal", DEFAULT_MODE), getattr(args, "strength", DEFAULT_STRENGTH))
     if default[0] != "off" and default not in configs:
         configs.append(default)
     try:
-        rows = temporal_rows(frames, filtered, configs)
+        rows = temporal_rows(frames, filtered, configs, paintings=paintings)
     except ValueError as exc:
         raise LivefilterError(f"{clip}: {exc}") from None
     h, w = frames[0].shape[:2]
@@ -660,7 +670,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     if min(getattr(args, "seconds", 1.0), getattr(args, "flicker_seconds", 1.0),
            getattr(args, "convert_seconds", 1.0)) <= 0:
         raise LivefilterError("--seconds, --convert-seconds and --flicker-seconds must be positive")
-    if getattr(args, "queue_size", 2) < 1:
+    if getattr(args, "queue_size", 1) < 1:
         raise LivefilterError("--queue-size must be at least 1")
     if getattr(args, "load", 0) < 0:
         raise LivefilterError("--load must be 0 or more")

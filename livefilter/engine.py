@@ -14,6 +14,8 @@ import copy
 import functools
 import logging
 import math
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -42,6 +44,34 @@ PROVIDER_ALIASES = {
     "openvino": "OpenVINOExecutionProvider",
     "rocm": "ROCMExecutionProvider",
 }
+
+
+@dataclass(frozen=True)
+class Painting:
+    """The model's picture at its own size, before it is brought to the frame's size.
+
+    Temporal smoothing works here, where the model's flicker is, on a few hundred thousand
+    pixels instead of the frame's millions; the full-size step (`finish`) then adds what the
+    frame itself holds, which is as steady as the camera. ``small`` is what the model saw,
+    ``styled`` what it painted (both BGR uint8, same size); ``gains`` are the HD file's guide
+    gains, or None for a plain resize.
+    """
+
+    small: np.ndarray
+    styled: np.ndarray
+    gains: np.ndarray | None = None
+
+    def finish(self, frame: np.ndarray, styled: np.ndarray | None = None,
+               work: upsample.GuideBuffers | None = None) -> np.ndarray:
+        """The output at the frame's size; ``styled`` replaces the painted picture (smoothed);
+        ``work`` keeps the full-size working pictures between frames of one stream."""
+        styled = self.styled if styled is None else styled
+        height, width = frame.shape[:2]
+        if self.gains is not None:
+            return upsample.guided(frame, self.small, styled, self.gains, work)
+        if styled.shape[:2] == (height, width):
+            return styled
+        return cv2.resize(styled, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def weights_dirs() -> list[Path]:
@@ -104,6 +134,17 @@ def _model_is_hd(path: str, _mtime_ns: int, _size: int) -> bool:
     return HD_META in session.get_modelmeta().custom_metadata_map and "gains" in outputs
 
 
+def preferred_file(model: str | Path) -> Path:
+    """The file a style runs from: its ``_int8`` sibling when that is an HD file too, else the
+    model itself. That int8 file ships only because it paints the same look (720p fidelity
+    within 0.05 dB of the fp32 file) at about twice the model speed (weights/README.md)."""
+    model = Path(model)
+    if model.stem.endswith("_int8"):
+        return model
+    sibling = model.with_name(f"{model.stem}_int8{model.suffix}")
+    return sibling if sibling.is_file() and model_is_hd(sibling) else model
+
+
 def provider_names(provider: str) -> list[str]:
     """Providers to ask onnxruntime for: the requested one if present, then CPU.
 
@@ -146,6 +187,7 @@ class Engine:
             raise LivefilterError(f"model file not found: {self.path}")
         self.resolution = _checked_resolution(resolution)
         self.guided = guided
+        self._buffers = threading.local()  # full-size working pictures, one set per calling thread
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # No busy-waiting worker threads: the filter shares the CPU with the capture thread,
@@ -325,15 +367,31 @@ class Engine:
 
     def __call__(self, bgr: np.ndarray) -> np.ndarray:
         """Stylise one BGR uint8 picture; returns BGR uint8 of the same height and width."""
+        bgr = self._as_bgr8(bgr)
+        work = getattr(self._buffers, "work", None)
+        if work is None:
+            work = self._buffers.work = upsample.GuideBuffers()
+        return self.paint(bgr).finish(bgr, work=work)
+
+    @staticmethod
+    def _as_bgr8(bgr: np.ndarray) -> np.ndarray:
         if bgr.ndim == 2:
             bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
         elif bgr.shape[2] == 4:
             bgr = bgr[:, :, :3]
         if bgr.dtype != np.uint8:
             raise LivefilterError(f"engine expects 8-bit pictures, got {bgr.dtype}")
-        height, width = bgr.shape[:2]
+        return bgr
+
+    def paint(self, bgr: np.ndarray) -> Painting:
+        """Run the model on one picture; `Painting.finish` brings the result to its size.
+
+        ``bgr`` must be 8-bit with 3 channels (`__call__` converts grey and BGRA first).
+        """
+        bgr = self._as_bgr8(bgr)
         if self.hd:
-            return self._hd(bgr)
+            return self._paint_hd(bgr)
+        height, width = bgr.shape[:2]
         iw, ih = self.internal_size(width, height)
         if (iw, ih) == (width, height):
             small = bgr
@@ -345,21 +403,19 @@ class Engine:
         else:
             m = self.multiple
             th, tw = -(-ih // m) * m, -(-iw // m) * m
+        padded = small
         if (th, tw) != (ih, iw):
             # Pad at the bottom and right only: the picture's top-left pixel stays at the model's
             # grid origin, where training and the teacher put it (the students learned strokes
             # that depend on a pixel's place in the 4x4 grid).
             border = cv2.BORDER_REFLECT_101 if min(ih, iw) > 1 else cv2.BORDER_REPLICATE
-            small = cv2.copyMakeBorder(small, 0, th - ih, 0, tw - iw, border)
-        y = self._infer(self._to_input(small))
+            padded = cv2.copyMakeBorder(small, 0, th - ih, 0, tw - iw, border)
+        y = self._infer(self._to_input(padded))
         planes = y[0] if self.layout == "NCHW" else y[0].transpose(2, 0, 1)
         if planes.shape[1:] != (th, tw):  # generators that change scale: map back to the padded size
             hwc = planes.transpose(1, 2, 0).astype(np.float32, copy=False)
             planes = cv2.resize(hwc, (tw, th), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
-        out = self._to_bgr8(planes[:, :ih, :iw])
-        if (iw, ih) != (width, height):
-            out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
-        return np.ascontiguousarray(out)
+        return Painting(small, np.ascontiguousarray(self._to_bgr8(planes[:, :ih, :iw])))
 
     def hd_size(self, width: int, height: int) -> tuple[int, int]:
         """The HD path's internal (w, h): short side near ``resolution``, each side a multiple of
@@ -370,16 +426,13 @@ class Engine:
         m = max(self.multiple, 8)
         return max(m, round(iw / m) * m), max(m, round(ih / m) * m)
 
-    def _hd(self, bgr: np.ndarray) -> np.ndarray:
+    def _paint_hd(self, bgr: np.ndarray) -> Painting:
         height, width = bgr.shape[:2]
         iw, ih = self.hd_size(width, height)
         shrink = iw * ih < width * height
         small = cv2.resize(bgr, (iw, ih), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         styled_planes, gains = self.session.run(["output", "gains"], {self.input_name: self._to_input(small)})
-        styled = self._to_bgr8(styled_planes[0])
-        if not self.guided:
-            return cv2.resize(styled, (width, height), interpolation=cv2.INTER_LINEAR)
-        return upsample.guided(bgr, small, styled, gains[0])
+        return Painting(small, self._to_bgr8(styled_planes[0]), gains[0] if self.guided else None)
 
     def describe(self) -> str:
         """One line for logs and the benchmark: which model, layout, multiple, provider."""

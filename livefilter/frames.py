@@ -19,7 +19,9 @@ class Frame:
     of a file source (kept so conversion preserves timing); live sources set them too, from
     the capture clock. ``index`` counts frames read from the source, dropped ones included.
 ``original`` keeps the unfiltered picture once the engine has run, for side-by-side preview
-and for temporal stages that look at input motion.
+and for temporal stages that look at input motion. ``painting`` (an `engine.Painting`) is the
+model's result at its own size, carried from the engine to the temporal stage, which smooths it
+there before it is brought to the frame's size; ``image`` is then still the original.
     """
 
     image: np.ndarray
@@ -28,6 +30,7 @@ and for temporal stages that look at input motion.
     time_base: Fraction | None = None
     index: int = 0
     original: np.ndarray | None = None
+    painting: object | None = None
 
     def with_image(self, image: np.ndarray) -> "Frame":
         """Same timing, new picture: what every processing stage returns."""

@@ -8,7 +8,9 @@ encoding the previous frame overlaps the model's work on the next one (order is 
 is dropped); an optional ``post`` stage (temporal smoothing) runs there too, in order, just
 before the sinks. Live runs write from the calling thread: a preview window (OpenCV HighGUI)
 must be driven from the thread that created it, and a sink marked ``main_thread_only`` keeps
-a file run on the calling thread too.
+a file run on the calling thread too. Live runs with a ``post`` stage run ``process`` (the
+model) on a thread of its own instead, one frame ahead of ``post`` and the sinks, so on two
+cores the model's next frame overlaps the smoothing and writing of this one.
 A source may expose ``notice`` (e.g. "camera lost - reconnecting"); sinks with
 ``show_notice(text)`` get it whenever it changes.
 Shutdown is the same for every ending (end of source, error, a sink's StopPipeline, Ctrl-C or
@@ -30,6 +32,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from livefilter.frames import Frame
+from livefilter.upsample import GuideBuffers
 from livefilter.sinks import StopPipeline
 
 log = logging.getLogger("livefilter")
@@ -197,6 +200,42 @@ class _Writer(threading.Thread):
             self.join()
 
 
+class _Processor(threading.Thread):
+    """Live runs with a ``post`` stage: ``process`` on its own thread, one frame ahead.
+
+    It takes frames from the capture queue, processes them and hands them on through a queue
+    of one; while that is full it waits, so the capture queue fills and drops its oldest frame,
+    as when the model itself is slow. An error, and the end marker, are handed on and end it.
+    """
+
+    def __init__(self, frames: queue.Queue, process: Callable[[Frame], Frame], stop: threading.Event,
+                 seen: Callable[[], None]) -> None:
+        super().__init__(name="livefilter-process", daemon=True)
+        self.frames, self.process, self.stop, self.seen = frames, process, stop, seen
+        self.out: queue.Queue = queue.Queue(maxsize=1)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                item = self.frames.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(item, Frame):
+                self.seen()
+                try:
+                    item = self.process(item)
+                except BaseException as exc:  # handed to the calling thread, which reports it
+                    item = _Failed(exc)
+            while not self.stop.is_set():
+                try:
+                    self.out.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, Frame):
+                return
+
+
 def _write(frame: Frame, sinks: list, stats: RunStats, progress: Callable[[Frame], None] | None) -> None:
     for sink in sinks:
         sink.write(frame)
@@ -235,8 +274,12 @@ class _Notices:
             if show is not None:
                 show(text)
 
-    def frame_arrived(self) -> None:
+    def frame_seen(self) -> None:
+        """The source delivered a frame (any thread: the stall clock only)."""
         self.last_frame = time.monotonic()
+
+    def frame_arrived(self) -> None:
+        self.frame_seen()
         self._update(getattr(self.source, "notice", None))
 
     def waiting(self) -> None:
@@ -276,14 +319,18 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     frames: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
     capture = _Capture(source, frames, live, stop, stats)
     notices = _Notices(source, sinks, stall_seconds) if live else None
-    writer = None
+    writer = processor = None
     if not live and not any(getattr(sink, "main_thread_only", False) for sink in sinks):
         writer = _Writer(sinks, stats, post, progress)
+    if live and post is not None:
+        processor = _Processor(frames, process, stop, notices.frame_seen)
+    inbox = processor.out if processor is not None else frames
     error: BaseException | None = None
     started = time.monotonic()
     capture.start()
-    if writer is not None:
-        writer.start()
+    for thread in (writer, processor):
+        if thread is not None:
+            thread.start()
     try:
         while True:
             if writer is not None:
@@ -292,7 +339,7 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
                 stats.interrupted = True
                 break
             try:
-                item = frames.get(timeout=0.1)
+                item = inbox.get(timeout=0.1)
             except queue.Empty:
                 if notices is not None:
                     notices.waiting()
@@ -313,7 +360,7 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
                 raise item.error
             if notices is not None:
                 notices.frame_arrived()
-            out = process(item)
+            out = process(item) if processor is None else item
             if writer is not None:
                 writer.put(out)
             else:
@@ -327,6 +374,9 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     finally:
         stop.set()
         _drain(frames)
+        if processor is not None:  # it sees the stop flag within 0.1 s, or after its frame
+            _drain(processor.out)
+            processor.join(timeout=CAPTURE_CLOSE_JOIN_SECONDS)
         source_closed, close_error = _stop_capture(capture, frames, source, error is not None)
         if writer is not None:
             writer.close()  # writes what was processed before the end (Ctrl-C included)
@@ -347,8 +397,22 @@ def stages(engine: Callable, temporal: Callable | None
     """``process`` (the engine) and ``post`` (the temporal stage, or None) for `run`.
 
     Kept apart so file conversion can smooth and encode one frame while the model works on
-    the next; ``post`` sees every frame in order, as the temporal stage requires.
+    the next; ``post`` sees every frame in order, as the temporal stage requires. An engine
+    with ``paint`` (livefilter's own) only paints in ``process``; ``post`` smooths the
+    painting and brings it to the frame's size (see `smooth_painting`).
     """
+    paint = getattr(engine, "paint", None)
+    if paint is not None:
+        work = GuideBuffers()
+
+        def paint_frame(frame: Frame) -> Frame:
+            return replace(frame, painting=paint(frame.image), original=frame.image)
+
+        def finish(frame: Frame) -> Frame:
+            return smooth_painting(frame, temporal, work)
+
+        return paint_frame, finish
+
     def process(frame: Frame) -> Frame:
         return replace(frame, image=engine(frame.image), original=frame.image)
 
@@ -356,6 +420,21 @@ def stages(engine: Callable, temporal: Callable | None
         return replace(frame, image=temporal(frame.original, frame.image))
 
     return process, (post if temporal is not None else None)
+
+
+def smooth_painting(frame: Frame, temporal: Callable | None, work: GuideBuffers | None = None) -> Frame:
+    """The temporal stage on the model's picture at its own size, then the frame-size step.
+
+    The model's flicker lives at its size; the full-size step adds the frame's own detail,
+    which is as steady as the camera, so smoothing there costs a fraction of smoothing the
+    full frame, for the same calm. ``work`` is the stream's full-size buffers. A frame without
+    a painting (paused, or processed by a plain engine) passes through unchanged.
+    """
+    painting = frame.painting
+    if painting is None:
+        return frame
+    styled = painting.styled if temporal is None else temporal(painting.small, painting.styled)
+    return replace(frame, image=painting.finish(frame.original, styled, work), painting=None)
 
 
 def _stop_capture(capture: threading.Thread, frames: queue.Queue, source,

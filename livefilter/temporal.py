@@ -33,6 +33,7 @@ MODES = ("off", "ema", "motion", "flow")
 # Chosen from the sweep on real talking-head clips recorded in docs/temporal.md.
 DEFAULT_MODE = "flow"
 DEFAULT_STRENGTH = 0.9
+MOTION_WIDTH = 640  # FlowGuided's max_motion is in pixels of a picture this wide
 
 
 class Temporal(Protocol):
@@ -207,6 +208,9 @@ class FlowGuided:
     preset beat larger frames with the faster presets for the same cost (docs/temporal.md). The input history is warped with the same flow; where it disagrees with the
     current input (occlusion, failed flow, lighting change) or where motion is faster than
     ``max_motion`` pixels per frame, history gets no weight and the new frame shows through.
+    Motion is counted in pixels of the picture scaled to ``MOTION_WIDTH`` wide (where it was
+    tuned), so the gate means the same whether the stage smooths the model's small picture or
+    a full-size frame.
     """
 
     def __init__(
@@ -277,7 +281,7 @@ class FlowGuided:
                                borderMode=cv2.BORDER_REPLICATE)
         diff = cv2.absdiff(grey, warped_src)
         weight = _ramp_weight(diff, self.strength, self.low, self.high)
-        speed = cv2.magnitude(flow[..., 0], flow[..., 1]) * (w / sw)
+        speed = cv2.magnitude(flow[..., 0], flow[..., 1]) * (MOTION_WIDTH / sw)
         weight[speed > self.max_motion] = 0.0
         weight = cv2.erode(weight, np.ones((3, 3), np.uint8))
         self._src = grey + weight * (warped_src - grey)

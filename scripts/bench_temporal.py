@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None)
     parser.add_argument("--configs", default=None,
                         help="mode:strength[:key=value;key=value] separated by spaces (default: full sweep)")
+    parser.add_argument("--at-frame-size", action="store_true",
+                        help="smooth the finished frames (the old way) instead of the model's picture")
     parser.add_argument("--cache", default=None, help="folder to keep filtered frames between runs")
     parser.add_argument("--markdown", default=None, help="write the summary tables (markdown) here")
     parser.add_argument("--flow", choices=["dis", "farneback"], default="dis",
@@ -72,9 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.cache:
             key = f"{Path(clip).stem}_{Path(model).stem}_{args.resolution}_{len(frames)}.npy"
             cached = Path(args.cache) / key
+        paintings = None
         if cached is not None and cached.exists():
             filtered = list(np.load(cached))
             model_ms = float("nan")
+        elif not args.at_frame_size:  # as the pipeline smooths: at the model's size, then finished
+            t0 = time.perf_counter()
+            paintings = [engine.paint(f) for f in frames]
+            model_ms = (time.perf_counter() - t0) / len(frames) * 1000
+            filtered = [p.finish(f) for p, f in zip(paintings, frames)]
         else:
             t0 = time.perf_counter()
             filtered = [engine(f) for f in frames]
@@ -83,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.save(cached, np.stack(filtered))
         pairs = input_pairs(frames, FlowEstimator(method=args.flow))
-        rows = temporal_rows(frames, filtered, configs, pairs)
+        rows = temporal_rows(frames, filtered, configs, pairs, paintings=paintings)
         h, w = frames[0].shape[:2]
         for row in rows:
             row.update(clip=Path(clip).name, size=f"{w}x{h}", frames=len(frames), model_ms=model_ms)

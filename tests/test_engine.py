@@ -161,7 +161,7 @@ def test_student_runs_in_the_grid_phase_it_was_trained_and_scored_in():
     require_module("onnxruntime")
     from livefilter.train.teacher import OnnxGenerator
 
-    student = resolve_model("hayao_int8")
+    student = resolve_model("shinkai_int8")
     picture = draw_frame(5, 83, 61)  # 83x61: padded to 88x64
     out = Engine(student, resolution=None, threads=1)(picture)
     reference = OnnxGenerator(student, threads=1)(np.ascontiguousarray(picture[:, :, ::-1]))[:, :, ::-1]

@@ -138,3 +138,26 @@ def test_tiny_and_odd_pictures(mode: str, size: tuple[int, int]) -> None:
         img = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
         out = stage(img, img)
         assert out.shape == img.shape and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_flow_motion_gate_means_the_same_at_every_picture_size(scale: int) -> None:
+    """The fast-motion gate counts pixels of a 640-wide picture: a slide of 10 px per frame at
+    200 wide (32 px at 640) drops history, 2 px (6.4 px at 640) keeps it, whether the stage
+    smooths the model's small picture or a frame twice as large."""
+    big = _textured(160 * scale, 520 * scale, seed=7)
+
+    def deviation(step: int) -> float:
+        stage = make_temporal("flow", 0.9)
+        devs = []
+        for i in range(10):
+            x = step * scale * i
+            src = np.ascontiguousarray(big[20 * scale: 140 * scale, x: x + 200 * scale])
+            filtered = _flicker(src, 300 + i)
+            out = stage(src, filtered)
+            inner = (slice(20 * scale, -20 * scale), slice(20 * scale, -20 * scale))
+            devs.append(np.abs(out.astype(np.int16) - filtered)[inner].mean())
+        return float(np.mean(devs[4:]))
+
+    fast, slow_ = deviation(10), deviation(2)
+    assert fast < 1.0 < 4.0 < slow_
