@@ -272,7 +272,7 @@ def _add_live_quality_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("adaptive quality and view")
     group.add_argument("--quality", default=AUTO, metavar="LEVEL",
                        help="auto (default: step down under load, up when there is room) or a fixed "
-                            "level: hd, sd (HD files), int8, motion, r192, r160")
+                            "level: hd, int8 (plain styles), r192, r160, ema")
     group.add_argument("--latency-budget", type=float, default=DEFAULT_BUDGET_MS, metavar="MS",
                        help=f"p95 capture-to-output latency auto quality aims at (default {DEFAULT_BUDGET_MS:g})")
     group.add_argument("--no-mirror", action="store_true",
@@ -321,9 +321,10 @@ def _unavailable(what: str) -> int:
 
 # --- shared helpers ------------------------------------------------------------------------
 def load_engine(args: argparse.Namespace):
-    from livefilter.engine import Engine, resolve_model
+    from livefilter.engine import Engine, preferred_file, resolve_model
 
-    model = resolve_model(args.model if args.model else args.style)
+    # A style runs from its preferred file (the HD int8 one where it ships); --model is taken as is.
+    model = resolve_model(args.model) if args.model else preferred_file(resolve_model(args.style))
     engine = Engine(model, resolution=args.resolution, threads=args.threads, provider=args.provider)
     log.debug("model %s", engine.describe())
     return engine

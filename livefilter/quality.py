@@ -15,6 +15,7 @@ kept; until the wanted engine is ready the current one keeps running.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -25,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from livefilter.engine import model_is_hd
+from livefilter.engine import preferred_file
 from livefilter.errors import LivefilterError
 from livefilter.frames import Frame
+from livefilter.pipeline import smooth_painting
+from livefilter.upsample import GuideBuffers
 
 log = logging.getLogger("livefilter")
 
@@ -71,30 +74,30 @@ def int8_sibling(model: Path) -> Path | None:
 
 def build_ladder(model: Path, resolution: int = 256, temporal: str = "flow",
                  strength: float = 0.9) -> list[Level]:
-    """The rungs for one model, dearest first; the top one is what `video`/`image` use.
+    """The rungs for one model, dearest first.
 
-    Costs at 1280x720 on this 2-core machine (busy, load ~2.6; engine then temporal stage):
-    fp32 at 256 38 ms + flow 21 ms; int8 at 256 21 ms; int8 at 192/160 13/10 ms; motion 11 ms,
-    ema 1.4 ms. So the rungs cost about 59, 42, 32, 24 and 12 ms: each step saves a quarter or more.
+    An int8 sibling that is itself an HD file replaces the model on every rung: it ships only
+    because it paints the same look (720p fidelity within 0.05 dB) at about twice the speed,
+    so live runs get the HD look where the fp32 file would drop frames. A plain int8 sibling
+    is a rung of its own below the model's. Below come smaller internal sizes: 192 (still
+    guided to full size), 160 without the full-size guide, and 160 with plain EMA smoothing.
+    The temporal stage works at the model's size, so a cheaper one (motion) saves next to
+    nothing and has no rung. CPU per 1280x720 frame at 30 fps, capture included (2-core Zen 5,
+    one model thread; scripts/bench_rungs.py): 1.01, 0.82, 0.59 and 0.48 of a core.
     """
-    model = Path(model)
-    cheap = int8_sibling(model) or model
-    cheap_temporal = "motion" if temporal in ("flow", "motion") else temporal
-    ema_strength = min(strength, EMA_STRENGTH_CAP)
+    cheap = int8_sibling(Path(model)) or Path(model)
+    model = preferred_file(model)
+    unguided = (("guided", False),)
     rungs = [Level("hd", model, resolution, temporal, strength)]
-    if model_is_hd(model):  # the same file without the full-resolution guided step
-        rungs.append(Level("sd", model, resolution, temporal, strength, engine_options=(("guided", False),)))
     if cheap != model:
         rungs.append(Level("int8", cheap, resolution, temporal, strength))
-    if cheap_temporal != temporal:
-        rungs.append(Level("motion", cheap, resolution, cheap_temporal, strength))
-    # No 224 rung: it saved only ~15% over the one above, and every rung makes the way down
-    # under a sudden load 2 s longer.
     if 192 < resolution:
-        rungs.append(Level("r192", cheap, 192, cheap_temporal, strength))
+        rungs.append(Level("r192", cheap, 192, temporal, strength))
     if 160 < resolution:
-        mode = "ema" if temporal != "off" else "off"
-        rungs.append(Level("r160", cheap, 160, mode, ema_strength if mode == "ema" else strength))
+        rungs.append(Level("r160", cheap, 160, temporal, strength, engine_options=unguided))
+    if temporal not in ("off", "ema"):
+        rungs.append(Level("ema", cheap, min(160, resolution), "ema", min(strength, EMA_STRENGTH_CAP),
+                           engine_options=unguided))
     return rungs
 
 
@@ -215,8 +218,11 @@ class Controller:
     """Chooses the rung (0 = dearest) from per-frame measurements; one step at a time.
 
     Down: over the last ``window`` seconds (only frames measured since the last change has
-    settled) p95 capture-to-sink latency exceeds the budget, or more than 3% of frames were
-    dropped, or the median frame takes longer than the source's frame interval.
+    settled) more than 3% of frames were dropped, or the median frame takes longer than the
+    source's frame interval, or p95 capture-to-sink latency exceeds ``severe`` times the
+    budget; or over the last ``latency_window`` seconds p95 latency exceeds the budget. The
+    longer window for a mild excess keeps a call app's short bursts (a few late frames in a
+    second) from costing a level, which would then be tried again and again.
     Up: for ``up_after`` seconds every one of those is comfortably met, and the rung above
     is predicted to fit (its cost when it last ran, scaled by how the current rung's cost
     has changed since), and the rung above is not in its back-off: each time a rung is left
@@ -232,6 +238,8 @@ class Controller:
     level: int = 0
     min_interval: float = MIN_CHANGE_SECONDS
     window: float = 2.0
+    latency_window: float = 4.0
+    severe: float = 1.5
     settle: float = 0.5
     up_after: float = 4.0
     backoff_start: float = 10.0
@@ -269,7 +277,7 @@ class Controller:
         if self._since is None:
             self._since = now
         self._samples.append((now, processing, latency, max(0, int(dropped))))
-        horizon = max(self.window, self.up_after)
+        horizon = max(self.window, self.up_after, self.latency_window)
         while self._samples and now - self._samples[0][0] > horizon:
             self._samples.popleft()
         if now - self._last_change < self.min_interval:
@@ -290,8 +298,14 @@ class Controller:
             self._cost_ref[self._ref_pending] = median
             self._ref_pending = None
         over = None
-        if p95 > self.budget:
-            over = f"p95 latency {p95 * 1000:.0f} ms over the {self.budget * 1000:.0f} ms budget"
+        longer = [s[2] for s in self._samples if s[0] >= start and now - s[0] <= self.latency_window]
+        long_p95 = None
+        if len(longer) >= 2 and now - max(start, now - self.latency_window) >= 0.75 * self.latency_window:
+            long_p95 = float(np.percentile(longer, 95))
+        if p95 > self.severe * self.budget:
+            over = f"p95 latency {p95 * 1000:.0f} ms, far over the {self.budget * 1000:.0f} ms budget"
+        elif long_p95 is not None and long_p95 > self.budget:
+            over = f"p95 latency {long_p95 * 1000:.0f} ms over the {self.budget * 1000:.0f} ms budget"
         elif drop_rate > self.drop_limit:
             over = f"{drop_rate * 100:.0f}% of frames dropped"
         elif median > self.interval:
@@ -390,8 +404,13 @@ class LiveStages:
         self.paused = False
         self.started = clock()
         self.trace: list[tuple[float, str]] = [(0.0, self.ladder[start].name)]
-        self._t_process: float | None = None
-        self._processing = 0.0
+        # Per frame index: [model time, when post started]. With the live pipeline's two
+        # threads (model one frame ahead of smoothing and sinks) a frame's cost is its slower
+        # stage, since the two overlap; without them the stages run back to back.
+        self._timing: dict[int, list] = {}
+        # Style switches (model thread) and level changes (sink thread) change the same fields.
+        self._switching = threading.RLock()
+        self._work = GuideBuffers()
         self._last_index: int | None = None
         self._dropped = 0
         self._floor_warned = False
@@ -494,41 +513,59 @@ class LiveStages:
         if self.pool.warm is None:
             self.pool.warm = frame.image
         if self._pending is not None:
-            self._apply_pending_style()
+            with self._switching:
+                self._apply_pending_style()
         if self._last_index is not None and frame.index > self._last_index:
             self._dropped += frame.index - self._last_index - 1
         self._last_index = frame.index
         if self.paused:
-            self._t_process = None
             return replace(frame, original=frame.image)
-        self._t_process = self.clock()
-        return replace(frame, image=self.engine(frame.image), original=frame.image)
+        started = self.clock()
+        paint = getattr(self.engine, "paint", None)
+        if paint is not None:  # finished (and smoothed) at the model's size in `post`
+            out = replace(frame, painting=paint(frame.image), original=frame.image)
+        else:
+            out = replace(frame, image=self.engine(frame.image), original=frame.image)
+        if len(self._timing) > 8:  # frames processed but never posted (a run that stopped)
+            self._timing.clear()
+        self._timing[frame.index] = [self.clock() - started, None]
+        return out
 
     def post(self, frame: Frame) -> Frame:
-        if self.paused or self.temporal is None or frame.original is None:
+        started = self.clock()
+        if frame.painting is not None:
+            out = smooth_painting(frame, None if self.paused else self.temporal, self._work)
+        elif self.paused or self.temporal is None or frame.original is None or frame.image is frame.original:
             out = frame
         else:
             out = replace(frame, image=self.temporal(frame.original, frame.image))
-        if self._t_process is not None:
-            self._processing = self.clock() - self._t_process
+        timing = self._timing.get(frame.index)
+        if timing is not None:
+            timing[1] = started
         return out
 
     def observe(self, frame: Frame) -> None:
         """After every sink wrote ``frame``: feed the controller, switch rung if it says so."""
-        if self.controller is None or self._t_process is None or self._pending is not None:
+        timing = self._timing.pop(frame.index, None)
+        if self.controller is None or timing is None or self._pending is not None:
             self._dropped = 0
             return
-        latency = self.clock() - frame.capture_time
-        change = self.controller.observe(self._processing, latency, self._dropped)
+        now = self.clock()
+        latency = now - frame.capture_time
+        cost = timing[0] if timing[1] is None else max(timing[0], now - timing[1])
+        change = self.controller.observe(cost, latency, self._dropped)
         self._dropped = 0
         if self.controller.floor_overloaded and not self._floor_warned:
             self._floor_warned = True
             log.warning("quality %s is the cheapest level and still too slow here (%s); other programs "
                         "need the CPU: expect dropped frames", self.level.name, self.controller.floor_overloaded)
         if change is not None:
-            old, new = self.ladder[change.old], self.ladder[change.new]
-            log.info("quality %s -> %s (%s)", old.name, new.name, change.reason)
-            self._set_level(change.new, at=change.t)
+            with self._switching:
+                if self._pending is not None:  # a style switch came first
+                    return
+                old, new = self.ladder[change.old], self.ladder[change.new]
+                log.info("quality %s -> %s (%s)", old.name, new.name, change.reason)
+                self._set_level(change.new, at=change.t)
 
     @property
     def meter(self) -> "LevelMeter":
@@ -551,13 +588,26 @@ class LevelMeter:
         self.stages.close()
 
 
+def live_model_threads(cores: int | None = None) -> int:
+    """Model threads for live runs: half the cores. The live pipeline already runs the model
+    beside the smoothing and the sinks; on 2 cores with a call app's load, one model thread
+    kept p95 latency at 61 ms where two gave 75 ms (and idle was the same, 30 fps)."""
+    cores = cores or os.cpu_count() or 2
+    return max(1, cores // 2)
+
+
 def make_live_stages(model: Path, *, resolution: int, temporal: str, strength: float, fps: float,
                      quality: str = AUTO, budget_ms: float = DEFAULT_BUDGET_MS, threads: int | None = None,
                      provider: str = "cpu", style_name: str | None = None,
                      with_styles: bool = True) -> LiveStages:
-    """The live stages as the CLI and the bench wire them (real engines and temporal stages)."""
+    """The live stages as the CLI and the bench wire them (real engines and temporal stages).
+
+    ``threads`` defaults to `live_model_threads`.
+    """
     from livefilter.engine import Engine, list_styles, resolve_model
     from livefilter.temporal import make_temporal
+
+    threads = threads or live_model_threads()
 
     sessions: dict[tuple, Engine] = {}
     lock = threading.Lock()

@@ -201,9 +201,9 @@ def test_hd_file_loads_back_with_its_student(hd_file: Path) -> None:
     assert float(fresh.head.out.weight.detach().abs().sum()) == 0.0
 
 
-def test_quality_ladder_adds_the_unguided_rung_for_an_hd_file(hd_file: Path, models: dict[str, Path]) -> None:
+def test_quality_ladder_keeps_the_guide_down_to_192_then_drops_it(hd_file: Path) -> None:
     from livefilter.quality import build_ladder
 
     hd = build_ladder(hd_file, resolution=256)
-    assert [lv.name for lv in hd[:2]] == ["hd", "sd"] and dict(hd[1].engine_options) == {"guided": False}
-    assert "sd" not in [lv.name for lv in build_ladder(models["tiny"], resolution=256)]
+    assert [(lv.name, dict(lv.engine_options).get("guided", True)) for lv in hd] == [
+        ("hd", True), ("r192", True), ("r160", False), ("ema", False)]

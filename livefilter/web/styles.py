@@ -82,10 +82,10 @@ class StyleSet:
         with self._lock:
             engine = self._engines.get(name)
             if engine is None:
-                from livefilter.engine import Engine
+                from livefilter.engine import Engine, preferred_file
 
                 s = self.settings
-                engine = Engine(self.models[name], resolution=s.resolution, threads=s.threads,
+                engine = Engine(preferred_file(self.models[name]), resolution=s.resolution, threads=s.threads,
                                 provider=s.provider)
                 self._engines[name] = engine
             return engine
