@@ -223,6 +223,10 @@ class Controller:
     budget; or over the last ``latency_window`` seconds p95 latency exceeds the budget. The
     longer window for a mild excess keeps a call app's short bursts (a few late frames in a
     second) from costing a level, which would then be tried again and again.
+    After the first ``startup`` seconds, changes keep ``steady_interval`` seconds apart unless
+    the level is plainly failing (frames dropped, frames slower than the source, or the severe
+    latency excess): a call's load comes and goes, and a picture that changes every few
+    seconds is worse than a level that is a little too cheap or a little late for a while.
     Up: for ``up_after`` seconds every one of those is comfortably met, and the rung above
     is predicted to fit (its cost when it last ran, scaled by how the current rung's cost
     has changed since), and the rung above is not in its back-off: each time a rung is left
@@ -240,6 +244,8 @@ class Controller:
     window: float = 2.0
     latency_window: float = 4.0
     severe: float = 1.5
+    startup: float = 5.0
+    steady_interval: float = 10.0
     settle: float = 0.5
     up_after: float = 4.0
     backoff_start: float = 10.0
@@ -262,6 +268,7 @@ class Controller:
         self._backoff: dict[int, float] = {}
         self._blocked_until: dict[int, float] = {}
         self._ref_pending: int | None = None
+        self._first: float | None = None  # the first frame seen
 
     def retarget(self, count: int, level: int) -> None:
         """A new ladder (another style): forget what was learnt about the old one."""
@@ -276,6 +283,8 @@ class Controller:
         now = self.clock()
         if self._since is None:
             self._since = now
+        if self._first is None:
+            self._first = now
         self._samples.append((now, processing, latency, max(0, int(dropped))))
         horizon = max(self.window, self.up_after, self.latency_window)
         while self._samples and now - self._samples[0][0] > horizon:
@@ -297,6 +306,7 @@ class Controller:
         if self._ref_pending is not None and self._ref_pending == self.level - 1:
             self._cost_ref[self._ref_pending] = median
             self._ref_pending = None
+        steady = now - self._first > self.startup and now - self._last_change < self.steady_interval
         over = None
         longer = [s[2] for s in self._samples if s[0] >= start and now - s[0] <= self.latency_window]
         long_p95 = None
@@ -304,7 +314,7 @@ class Controller:
             long_p95 = float(np.percentile(longer, 95))
         if p95 > self.severe * self.budget:
             over = f"p95 latency {p95 * 1000:.0f} ms, far over the {self.budget * 1000:.0f} ms budget"
-        elif long_p95 is not None and long_p95 > self.budget:
+        elif long_p95 is not None and long_p95 > self.budget and not steady:
             over = f"p95 latency {long_p95 * 1000:.0f} ms over the {self.budget * 1000:.0f} ms budget"
         elif drop_rate > self.drop_limit:
             over = f"{drop_rate * 100:.0f}% of frames dropped"
@@ -318,7 +328,7 @@ class Controller:
                 # under this load (the newest half of the window is the most telling).
                 late = float(np.median(proc[len(proc) // 2:]))
                 return self._change(now, self.level + 1, over, max(median, late, self.interval))
-        if self.level > 0:
+        if self.level > 0 and not steady:
             return self._maybe_up(now, median)
         return None
 

@@ -303,7 +303,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--temporal", default="flow", help="off, ema, motion, flow (default flow)")
-    parser.add_argument("--strength", type=float, default=0.8)
+    parser.add_argument("--strength", type=float, default=0.9, help="as the camera (default 0.9)")
     parser.add_argument("--clip", help="video to loop as the camera (default: a generated 640x360 clip)")
     parser.add_argument("--size", type=lambda s: tuple(int(v) for v in s.split("x")), default=(1280, 720),
                         help="virtual camera size WxH (default 1280x720)")

@@ -132,6 +132,27 @@ def test_short_latency_bursts_cost_no_level_but_a_lasting_excess_does():
     assert lasting and lasting[0].old == 0 and "latency" in lasting[0].reason
 
 
+def test_after_the_start_changes_keep_ten_seconds_apart_unless_the_level_plainly_fails():
+    """Frames a little late (90 ms against an 80 ms budget) on every rung: the first step down
+    comes within the first 5 s, later ones only 10 s after the one before; frames that stop
+    keeping up (here: slower than the source) still step down 2 s after a change."""
+    def feed(processing, latency, seconds: float = 40) -> Controller:
+        clock = SimClock()
+        ctl = Controller(5, 30.0, clock=clock, budget=0.080)
+        for i in range(int(seconds * 30)):
+            clock.t = i / 30
+            ctl.observe(processing(ctl.level), latency)
+        return ctl
+
+    late = feed(lambda level: 0.020, 0.090)
+    times = [c.t for c in late.changes]
+    assert times[0] < 5.0 and len(times) >= 3
+    assert all(b - a >= 10.0 for a, b in zip(times, times[1:]))
+    failing = feed(lambda level: 0.040 if level < 3 else 0.020, 0.060)
+    gaps = [b.t - a.t for a, b in zip(failing.changes, failing.changes[1:])]
+    assert [c.new for c in failing.changes] == [1, 2, 3] and all(2.0 <= g < 5.0 for g in gaps)
+
+
 def test_waits_for_the_next_engine_to_be_ready():
     ready = {1: False}
     clock = SimClock()
