@@ -153,6 +153,20 @@ def test_after_the_start_changes_keep_ten_seconds_apart_unless_the_level_plainly
     assert [c.new for c in failing.changes] == [1, 2, 3] and all(2.0 <= g < 5.0 for g in gaps)
 
 
+def test_comes_back_up_after_a_latency_only_load_goes_away():
+    """Frames that fit the interval but arrive late (a call app taking the CPU at the wrong
+    moments): the controller steps down; once latency is back to normal it climbs back to the
+    top, although the frames never took longer than the interval."""
+    clock = SimClock()
+    ctl = Controller(3, 30.0, clock=clock, budget=0.080)
+    for i in range(90 * 30):
+        clock.t = i / 30
+        ctl.observe(0.020, 0.095 if clock.t < 20 else 0.020)
+    downs = [c for c in ctl.changes if c.new > c.old]
+    assert downs and all(c.t < 20 for c in downs)
+    assert ctl.level == 0 and ctl.changes[-1].new == 0 and spacing_ok(ctl)
+
+
 def test_waits_for_the_next_engine_to_be_ready():
     ready = {1: False}
     clock = SimClock()
