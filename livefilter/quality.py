@@ -228,8 +228,10 @@ class Controller:
     latency excess): a call's load comes and goes, and a picture that changes every few
     seconds is worse than a level that is a little too cheap or a little late for a while.
     Up: for ``up_after`` seconds every one of those is comfortably met (p95 latency under 0.7
-    of the budget, 0.5 for a rung that was left before), and the rung above is predicted to fit (its cost when it last ran, scaled by how the current rung's cost
-    has changed since), and the rung above is not in its back-off: each time a rung is left
+    of the budget, 0.5 for a rung that was left before); the rung above is predicted to fit
+    (its cost when it last ran, scaled by how the current rung's cost has changed since), or
+    for ``probe_after`` seconds this rung's latency has been well under what it was just after
+    the step down (the load went); and it is not in its back-off: each time a rung is left
     for being too slow shortly after it was entered, its back-off doubles (from
     ``backoff_start`` up to ``backoff_max``), so a load just between two rungs causes rarer
     and rarer tries instead of flapping. At least ``min_interval`` seconds between changes.
@@ -248,6 +250,7 @@ class Controller:
     steady_interval: float = 10.0
     settle: float = 0.5
     up_after: float = 4.0
+    probe_after: float = 15.0
     backoff_start: float = 10.0
     backoff_max: float = 120.0
     drop_limit: float = 0.03
@@ -265,6 +268,7 @@ class Controller:
         self._last_change = -float("inf")
         self._cost: dict[int, float] = {}  # median frame time when a level last ran
         self._cost_ref: dict[int, float] = {}  # the current level's cost at that moment
+        self._lat_ref: dict[int, float] = {}  # and its p95 latency
         self._backoff: dict[int, float] = {}
         self._blocked_until: dict[int, float] = {}
         self._ref_pending: int | None = None
@@ -305,6 +309,7 @@ class Controller:
         self._cost[self.level] = median
         if self._ref_pending is not None and self._ref_pending == self.level - 1:
             self._cost_ref[self._ref_pending] = median
+            self._lat_ref[self._ref_pending] = p95
             self._ref_pending = None
         steady = now - self._first > self.startup and now - self._last_change < self.steady_interval
         over = None
@@ -358,7 +363,12 @@ class Controller:
         else:
             predicted = 1.6 * float(np.percentile(proc, 90))
         fits = predicted <= 0.85 * self.interval and p95 + (predicted - median) <= 0.85 * self.budget
-        if not fits:
+        # A prediction from another load can stay pessimistic for ever (the cheap rung's cost
+        # hardly changes with the load). When this rung's latency has since fallen to well
+        # under what it was just after stepping down (the load has gone), and that has lasted
+        # ``probe_after`` seconds, try the rung above anyway; the back-off limits failures.
+        calmer = up in self._lat_ref and p95 <= 0.6 * self._lat_ref[up]
+        if not fits and not (calmer and now - self._since >= self.probe_after):
             return None
         reason = (f"room: p95 latency {p95 * 1000:.0f} ms, a frame takes {median * 1000:.0f} ms, "
                   f"{self.interval * 1000:.0f} ms between frames")
