@@ -229,9 +229,9 @@ class Controller:
     seconds is worse than a level that is a little too cheap or a little late for a while.
     Up: for ``up_after`` seconds every one of those is comfortably met (p95 latency under 0.7
     of the budget, 0.5 for a rung that was left before); the rung above is predicted to fit
-    (its cost when it last ran, scaled by how the current rung's cost has changed since), or
-    for ``probe_after`` seconds this rung's latency has been well under what it was just after
-    the step down (the load went); and it is not in its back-off: each time a rung is left
+    (its cost when it last ran, scaled by how the current rung's cost has changed since; a
+    cost older than ``memory`` seconds is forgotten, as the load it was measured under has
+    likely changed, and 1.6 times this rung's cost stands in); and it is not in its back-off: each time a rung is left
     for being too slow shortly after it was entered, its back-off doubles (from
     ``backoff_start`` up to ``backoff_max``), so a load just between two rungs causes rarer
     and rarer tries instead of flapping. At least ``min_interval`` seconds between changes.
@@ -250,7 +250,7 @@ class Controller:
     steady_interval: float = 10.0
     settle: float = 0.5
     up_after: float = 4.0
-    probe_after: float = 15.0
+    memory: float = 60.0
     backoff_start: float = 10.0
     backoff_max: float = 120.0
     drop_limit: float = 0.03
@@ -268,7 +268,7 @@ class Controller:
         self._last_change = -float("inf")
         self._cost: dict[int, float] = {}  # median frame time when a level last ran
         self._cost_ref: dict[int, float] = {}  # the current level's cost at that moment
-        self._lat_ref: dict[int, float] = {}  # and its p95 latency
+        self._cost_time: dict[int, float] = {}  # when each of those costs was measured
         self._backoff: dict[int, float] = {}
         self._blocked_until: dict[int, float] = {}
         self._ref_pending: int | None = None
@@ -307,9 +307,9 @@ class Controller:
         median = float(np.median(proc))
         drop_rate = drops / (drops + len(recent))
         self._cost[self.level] = median
+        self._cost_time[self.level] = now
         if self._ref_pending is not None and self._ref_pending == self.level - 1:
             self._cost_ref[self._ref_pending] = median
-            self._lat_ref[self._ref_pending] = p95
             self._ref_pending = None
         steady = now - self._first > self.startup and now - self._last_change < self.steady_interval
         over = None
@@ -357,18 +357,13 @@ class Controller:
         room = 0.5 if up in self._backoff else 0.7
         if drops > 0.005 * len(span) or p95 > room * self.budget:
             return None
-        if up in self._cost:
+        if up in self._cost and now - self._cost_time.get(up, now) <= self.memory:
             ref = self._cost_ref.get(up) or median
             predicted = self._cost[up] * (median / ref if ref > 0 else 1.0)
         else:
             predicted = 1.6 * float(np.percentile(proc, 90))
         fits = predicted <= 0.85 * self.interval and p95 + (predicted - median) <= 0.85 * self.budget
-        # A prediction from another load can stay pessimistic for ever (the cheap rung's cost
-        # hardly changes with the load). When this rung's latency has since fallen to well
-        # under what it was just after stepping down (the load has gone), and that has lasted
-        # ``probe_after`` seconds, try the rung above anyway; the back-off limits failures.
-        calmer = up in self._lat_ref and p95 <= 0.6 * self._lat_ref[up]
-        if not fits and not (calmer and now - self._since >= self.probe_after):
+        if not fits:
             return None
         reason = (f"room: p95 latency {p95 * 1000:.0f} ms, a frame takes {median * 1000:.0f} ms, "
                   f"{self.interval * 1000:.0f} ms between frames")
@@ -383,6 +378,7 @@ class Controller:
             self._backoff[old] = backoff
             self._blocked_until[old] = now + backoff
         self._cost[old] = median
+        self._cost_time[old] = now
         # The dear rung's cost is judged later against the cheap rung's cost measured now-ish:
         # the first window at the new rung fills it in (see `observe`).
         self._ref_pending = old if new > old else None

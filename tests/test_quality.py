@@ -170,8 +170,7 @@ def test_comes_back_up_after_a_latency_only_load_goes_away():
 def test_a_pessimistic_prediction_still_lets_it_climb_back_once_there_is_room():
     """Under a load the frames took longer than the interval on the top rung; afterwards the
     cheap rung's cost hardly changes, so the scaled prediction says the top rung still does
-    not fit. Its latency has fallen well under what it was, so after ``probe_after`` seconds
-    the top rung is tried anyway, and it fits."""
+    not fit. After ``memory`` seconds that cost is forgotten, the top rung is tried, and it fits."""
     clock = SimClock()
     ctl = Controller(2, 30.0, clock=clock, budget=0.080)
     for i in range(120 * 30):
@@ -180,7 +179,7 @@ def test_a_pessimistic_prediction_still_lets_it_climb_back_once_there_is_room():
         cost = (0.045 if loaded else 0.020) if ctl.level == 0 else 0.012
         ctl.observe(cost, 0.070 if loaded else 0.025, 1 if loaded and ctl.level == 0 and i % 3 == 0 else 0)
     assert [(c.old, c.new) for c in ctl.changes][:1] == [(0, 1)] and ctl.changes[0].t < 20
-    assert ctl.level == 0 and ctl.changes[-1].t < 20 + ctl.probe_after + 10
+    assert ctl.level == 0 and ctl.changes[-1].t < ctl.changes[0].t + ctl.memory + 10
 
 
 def test_waits_for_the_next_engine_to_be_ready():
