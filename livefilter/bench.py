@@ -269,9 +269,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _student_path(args: argparse.Namespace) -> Path:
-    from livefilter.engine import resolve_model
+    """The model the commands run: ``--model`` as given, a style from its preferred file."""
+    from livefilter.engine import preferred_file, resolve_model
 
-    return resolve_model(args.model if getattr(args, "model", None) else args.style)
+    if getattr(args, "model", None):
+        return resolve_model(args.model)
+    return preferred_file(resolve_model(args.style))
 
 
 def _engine(path: Path, resolution: int, args: argparse.Namespace):
