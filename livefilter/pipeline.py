@@ -32,8 +32,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from livefilter.frames import Frame
-from livefilter.upsample import GuideBuffers
 from livefilter.sinks import StopPipeline
+from livefilter.upsample import GuideBuffers
 
 log = logging.getLogger("livefilter")
 
@@ -73,6 +73,17 @@ class RunStats:
 
     def latency_percentile(self, q: float) -> float | None:
         return float(np.percentile(self.latencies, q)) if self.latencies else None
+
+
+def _put_until_stopped(items: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Wait for room and queue ``item``; False if the run was stopped first."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 class _Capture(threading.Thread):
@@ -117,13 +128,7 @@ class _Capture(threading.Thread):
                         continue
                     with self.lock:
                         self.stats.frames_dropped += 1
-        while not self.stop.is_set():
-            try:
-                self.frames.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put_until_stopped(self.frames, item, self.stop)
 
 
 
@@ -226,13 +231,7 @@ class _Processor(threading.Thread):
                     item = self.process(item)
                 except BaseException as exc:  # handed to the calling thread, which reports it
                     item = _Failed(exc)
-            while not self.stop.is_set():
-                try:
-                    self.out.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if not isinstance(item, Frame):
+            if not _put_until_stopped(self.out, item, self.stop) or not isinstance(item, Frame):
                 return
 
 
