@@ -135,13 +135,25 @@ def test_clip_keeps_every_frame_and_the_audio_packets(client, tmp_path, styles_d
     assert b["frames"] == a["frames"] == 40
     assert b["audio"] and b["audio"] == a["audio"]  # byte for byte, as `livefilter video` keeps it
     assert max(abs(x - y) for x, y in zip(a["seconds"], b["seconds"])) < 1e-6
-    # the very same conversion as the command line: byte for byte the file `livefilter video` writes
+    # the very same conversion as the command line: the pictures `livefilter video` writes. Not
+    # byte for byte: one CI run (1 in hundreds) got a differently encoded first frame from the
+    # server's process than from this one; the decoded pictures tell a real difference apart.
     from livefilter.cli import main
 
     cli_out = tmp_path / "cli.mp4"
     assert main(["video", str(src), str(cli_out), "--model", str(styles_dir / "swap.onnx"),
                  "--resolution", "64"]) == 0
-    assert cli_out.read_bytes() == result.content
+    ours, theirs = decoded_pictures(out), decoded_pictures(cli_out)
+    assert len(ours) == len(theirs) == 40
+    worst = max(float(np.abs(a - b).mean()) for a, b in zip(ours, theirs))
+    assert worst <= 0.5, f"a web frame differs from the command line's by {worst:.2f} levels on average"
+
+
+def decoded_pictures(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24").astype(np.int16) for f in container.decode(video=0)]
 
 
 def test_zip_of_results(client):
