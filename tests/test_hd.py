@@ -22,7 +22,7 @@ onnx = pytest.importorskip("onnx")
 from livefilter.train import data as D  # noqa: E402
 from livefilter.train import hdcache as H  # noqa: E402
 from livefilter.train.hdmodel import GainHead, HDStudent, export_hd_onnx, guided_up  # noqa: E402
-from livefilter.train.hdtrain import main as hdtrain_main, overlap_l1  # noqa: E402
+from livefilter.train.hdtrain import low_side, main as hdtrain_main, overlap_l1  # noqa: E402
 from livefilter.train.model import Student, StudentConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,6 +147,12 @@ def _hd_cache(tmp_path: Path) -> tuple[Path, Path, Path]:
     rc = H.main(["--teacher", str(teacher), "--photos", str(photos), "--cache", str(tmp_path / "cache"), "--threads", "1"])
     assert rc == 0
     return photos, teacher, tmp_path / "cache"
+
+
+def test_crops_land_on_the_student_grid_at_each_resolution() -> None:
+    assert low_side(225, 256) == 80 and low_side(270, 256) == 96
+    assert low_side(270, 320) == 120 and low_side(225, 320) is None  # 100 px: not a multiple of 8
+    assert low_side(180, 320) == 80 and low_side(100, 256) is None
 
 
 def test_hd_cache_train_export_and_evaluate(tmp_path: Path) -> None:

@@ -38,7 +38,14 @@ from .hdmodel import GainHead, HDStudent, HeadConfig, export_hd_onnx, hd_from_st
 from .losses import DistillLoss, LossWeights
 from .model import Student, StudentConfig, count_params, ema_update
 
-LOW_PER_OUT = 256 / 720  # the student's scale relative to the output's
+STUDENT_MULTIPLE = 8  # the student's input sides are multiples of this (and the gain head's 4)
+
+
+def low_side(crop: int, resolution: int) -> int | None:
+    """A crop's side at the student's scale (short side ``resolution`` for 720), or None when it
+    does not land exactly on the student's grid (the engine squeezes nothing at that size)."""
+    side, rest = divmod(crop * resolution, H.OUT_SHORT)
+    return side if not rest and side % STUDENT_MULTIPLE == 0 else None
 
 
 class HDPool:
@@ -58,13 +65,12 @@ class HDPool:
             self.items[key] = (x, t, face_boxes(self.detector, x[..., ::-1].copy()))
         return len(self.items)
 
-    def sample(self, rng: random.Random, batch: int, crop: int, face_share: float, shift: int):
-        """Pairs of crops (the second moved by up to ``shift`` px); inputs degraded independently.
-        Returns (x_low, guide, target, face_mask, offsets)."""
+    def sample(self, rng: random.Random, batch: int, crop: int, face_share: float, shift: int, low: int):
+        """Pairs of crops (the second moved by up to ``shift`` px); inputs degraded independently
+        and area-shrunk to ``low`` px for the student. Returns (x_low, guide, target, face_mask, offsets)."""
         keys = list(self.items)
         with_faces = [k for k in keys if self.items[k][2]]
         lows, guides, targets, masks, offs = [], [], [], [], []
-        low = int(round(crop * LOW_PER_OUT))
         for _ in range(batch):
             use_face = bool(with_faces) and rng.random() < face_share
             x, t, faces = self.items[rng.choice(with_faces if use_face else keys)]
@@ -127,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100000)
     p.add_argument("--minutes", type=float, default=60)
     p.add_argument("--batch", type=int, default=4, help="crop pairs per step")
-    p.add_argument("--crop", type=int, default=270, help="crop side at the output scale (a multiple of 45)")
+    p.add_argument("--crop", type=int, default=270, help="crop side at the output scale (720)")
+    p.add_argument("--resolution", type=int, default=256,
+                   help="the student's short side for a 720 picture: the engine's --resolution it is trained for")
     p.add_argument("--shift", type=int, default=16, help="largest move of a crop's twin, output pixels")
     p.add_argument("--lr", type=float, default=1e-3, help="gain head")
     p.add_argument("--lr-student", type=float, default=1e-4)
@@ -151,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.teacher.is_file():
         print(f"hdtrain: error: teacher not found: {args.teacher}", file=sys.stderr)
         return 2
-    if args.crop % 45:
-        print("hdtrain: error: --crop must be a multiple of 45", file=sys.stderr)
+    low = low_side(args.crop, args.resolution)
+    if low is None:
+        print(f"hdtrain: error: --crop {args.crop} at --resolution {args.resolution} is not a whole "
+              f"multiple of {STUDENT_MULTIPLE} px at the student's scale (256: crops of 45k; 320: 90k)",
+              file=sys.stderr)
         return 2
     work = args.work or Path("runs/hd") / args.out.stem
     work.mkdir(parents=True, exist_ok=True)
@@ -189,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     if ckpt_path.exists():
         opt.load_state_dict(ck["opt"])
     meta = {"livefilter.teacher": args.teacher.name, "livefilter.params": str(count_params(ema)),
-            "livefilter.look": f"teacher@{H.TEACHER_SHORT} at {H.OUT_SHORT}"}
+            "livefilter.look": f"teacher@{H.TEACHER_SHORT} at {H.OUT_SHORT}",
+            "livefilter.resolution": str(args.resolution)}
     if args.export_only:
         export_hd_onnx(ema, args.out, {**meta, "livefilter.steps": str(step)})
         print(f"exported step {step} to {args.out}")
@@ -236,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, g["base"], warmup=50,
                             time_frac=spent / (args.minutes * 60) if args.minutes else 0.0)
-        xl, gd, tg, fm, offs = pool.sample(rng, args.batch, args.crop, args.face_share, args.shift)
+        xl, gd, tg, fm, offs = pool.sample(rng, args.batch, args.crop, args.face_share, args.shift, low)
         x, guide, t, mask = to_tensor(xl), to_tensor(gd), to_tensor(tg), torch.from_numpy(fm)
         out = model(x, guide)
         loss, parts = crit(out, t)
