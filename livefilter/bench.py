@@ -230,7 +230,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     _add(parser, "--style", default=DEFAULT_STYLE, help="student style to measure")
     _add(parser, "--model", metavar="PATH", help="student .onnx instead of a style")
-    _add(parser, "--resolution", type=int, default=DEFAULT_RESOLUTION, help="default internal short side")
+    _add(parser, "--resolution", type=int, default=None,
+         help=f"default internal short side (default: the style's own, else {DEFAULT_RESOLUTION})")
     _add(parser, "--threads", type=int, default=None, help="CPU threads for the model")
     _add(parser, "--provider", default="cpu", help="onnxruntime provider")
     _add(parser, "--temporal", choices=list(MODES), default=DEFAULT_MODE, help="temporal mode for live/convert")
@@ -277,6 +278,13 @@ def _student_path(args: argparse.Namespace) -> Path:
     return preferred_file(resolve_model(args.style))
 
 
+def _resolution(args: argparse.Namespace) -> int:
+    """``--resolution``, else the one the student file was trained for."""
+    from livefilter.engine import model_resolution
+
+    return int(args.resolution) if getattr(args, "resolution", None) else model_resolution(_student_path(args))
+
+
 def _engine(path: Path, resolution: int, args: argparse.Namespace):
     from livefilter.engine import Engine
 
@@ -305,7 +313,7 @@ def bench_model(args: argparse.Namespace, image: np.ndarray, quick: bool) -> lis
     from livefilter.engine import list_styles, resolve_model
 
     student = _student_path(args)
-    default = int(args.resolution)
+    default = _resolution(args)
     others = args.resolutions if args.resolutions is not None else list(OTHER_RESOLUTIONS)
     resolutions = [default] if quick else sorted({default, *others})
     warmup, seconds, min_runs = (2, 0.0, 3) if quick else (3, 2.0, 5)
@@ -388,7 +396,7 @@ def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> 
         load.start()
     try:
         source = PacedFileSource(clip, loop=True)
-        stages = make_live_stages(_student_path(args), resolution=int(args.resolution),
+        stages = make_live_stages(_student_path(args), resolution=_resolution(args),
                                   temporal=getattr(args, "temporal", DEFAULT_MODE),
                                   strength=getattr(args, "strength", DEFAULT_STRENGTH), fps=source.fps,
                                   quality=quality, budget_ms=budget_ms, threads=getattr(args, "threads", None),
@@ -701,7 +709,7 @@ def run(args: argparse.Namespace) -> int:
         frames, _ = load_clip(clip, seconds=0.1, max_width=10_000)
         picture = cv2.resize(frames[0], BENCH_SIZE, interpolation=cv2.INTER_AREA)
         student = _student_path(args)
-        result["settings"] = {"model": student.name, "resolution": int(args.resolution),
+        result["settings"] = {"model": student.name, "resolution": _resolution(args),
                               "threads": getattr(args, "threads", None),
                               "temporal": getattr(args, "temporal", DEFAULT_MODE),
                               "strength": getattr(args, "strength", DEFAULT_STRENGTH),
@@ -709,7 +717,7 @@ def run(args: argparse.Namespace) -> int:
                               "synthetic 640x360 30 fps", "quick": quick}
         if "model" not in skip:
             result["model"] = bench_model(args, picture, quick)
-        engine = _engine(student, int(args.resolution), args) if skip != set(SECTIONS) else None
+        engine = _engine(student, _resolution(args), args) if skip != set(SECTIONS) else None
         if "live" not in skip:
             result["live"] = bench_live(args, engine, clip, 2.0 if quick else float(args.seconds))
         if "convert" not in skip:

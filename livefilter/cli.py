@@ -123,8 +123,9 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--style", default=DEFAULT_STYLE,
                        help=f"style name (see `livefilter styles`; default {DEFAULT_STYLE})")
     group.add_argument("--model", metavar="PATH", help="any generator .onnx instead of a style")
-    group.add_argument("--resolution", type=_positive_int, default=DEFAULT_RESOLUTION, metavar="N",
-                       help=f"internal short side in pixels (default {DEFAULT_RESOLUTION})")
+    group.add_argument("--resolution", type=_positive_int, default=None, metavar="N",
+                       help=f"internal short side in pixels (default: the one the style was trained "
+                            f"for, else {DEFAULT_RESOLUTION})")
     group.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for the model")
     group.add_argument("--provider", default="cpu",
                        help="onnxruntime provider: cpu, cuda, coreml, dml, ... (falls back to cpu)")
@@ -321,11 +322,12 @@ def _unavailable(what: str) -> int:
 
 # --- shared helpers ------------------------------------------------------------------------
 def load_engine(args: argparse.Namespace):
-    from livefilter.engine import Engine, preferred_file, resolve_model
+    from livefilter.engine import Engine, model_resolution, preferred_file, resolve_model
 
     # A style runs from its preferred file (the HD int8 one where it ships); --model is taken as is.
     model = resolve_model(args.model) if args.model else preferred_file(resolve_model(args.style))
-    engine = Engine(model, resolution=args.resolution, threads=args.threads, provider=args.provider)
+    engine = Engine(model, resolution=args.resolution or model_resolution(model), threads=args.threads,
+                    provider=args.provider)
     log.debug("model %s", engine.describe())
     return engine
 

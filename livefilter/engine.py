@@ -30,6 +30,7 @@ DEFAULT_STYLE = "hayao"
 DEFAULT_RESOLUTION = 256
 MULTIPLE_KEY = "livefilter.multiple"
 HD_META = "livefilter.hd"  # set by livefilter.train.hdmodel's exporter
+RESOLUTION_META = "livefilter.resolution"  # the internal short side an HD file was trained for
 _PROBE_MULTIPLES = (4, 8, 16, 32)
 _IN_SCALE = np.float32(1 / 127.5)  # uint8 -> [-1, 1]: x * _IN_SCALE - 1
 
@@ -108,30 +109,46 @@ def resolve_model(style_or_path: str | Path) -> Path:
 
 
 def model_is_hd(path: str | Path) -> bool:
-    """Whether a model file carries the HD path's gain head.
+    """Whether a model file carries the HD path's gain head."""
+    return _facts(path)[0]
+
+
+def model_resolution(path: str | Path) -> int:
+    """The internal short side a file was trained for (its ``livefilter.resolution``), else
+    `DEFAULT_RESOLUTION`: what the commands run it at unless ``--resolution`` says otherwise."""
+    return _facts(path)[1] or DEFAULT_RESOLUTION
+
+
+def _facts(path: str | Path) -> tuple[bool, int | None]:
+    """(HD file, trained resolution) of a model file, kept per file version.
 
     Asked each time a quality ladder is built (start-up, every style switch, every web live
-    connection); onnxruntime reads metadata only through a session, so the answer is kept per
-    file version instead of loading a session each time.
+    connection); onnxruntime reads metadata only through a session, so the answer is kept
+    instead of loading a session each time.
     """
     p = Path(path)
     try:
         st = p.stat()
     except OSError:
-        return False
-    return _model_is_hd(str(p.resolve()), st.st_mtime_ns, st.st_size)
+        return False, None
+    return _model_facts(str(p.resolve()), st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=64)
-def _model_is_hd(path: str, _mtime_ns: int, _size: int) -> bool:
+def _model_facts(path: str, _mtime_ns: int, _size: int) -> tuple[bool, int | None]:
     import onnxruntime as ort
 
     try:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception:  # a broken file is the engine's to report
-        return False
+        return False, None
     outputs = [o.name for o in session.get_outputs()]
-    return HD_META in session.get_modelmeta().custom_metadata_map and "gains" in outputs
+    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        resolution = int(meta.get(RESOLUTION_META, ""))
+    except ValueError:
+        resolution = None
+    return HD_META in meta and "gains" in outputs, resolution if resolution and resolution >= 16 else None
 
 
 def preferred_file(model: str | Path) -> Path:

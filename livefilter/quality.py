@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livefilter.engine import preferred_file
+from livefilter.engine import model_resolution, preferred_file
 from livefilter.errors import LivefilterError
 from livefilter.frames import Frame
 from livefilter.pipeline import smooth_painting
@@ -72,25 +72,29 @@ def int8_sibling(model: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def build_ladder(model: Path, resolution: int = 256, temporal: str = "flow",
+def build_ladder(model: Path, resolution: int | None = None, temporal: str = "flow",
                  strength: float = 0.9) -> list[Level]:
-    """The rungs for one model, dearest first.
+    """The rungs for one model, dearest first; ``resolution`` None is the file's own.
 
     An int8 sibling that is itself an HD file replaces the model on every rung: it ships only
     because it paints the same look (720p fidelity within 0.05 dB) at about twice the speed,
     so live runs get the HD look where the fp32 file would drop frames. A plain int8 sibling
-    is a rung of its own below the model's. Below come smaller internal sizes: 192 (still
-    guided to full size), 160 without the full-size guide, and 160 with plain EMA smoothing.
+    is a rung of its own below the model's. Below come smaller internal sizes: 256 for a file
+    trained at more, 192 (both still guided to full size), 160 without the full-size guide, and
+    160 with plain EMA smoothing.
     The temporal stage works at the model's size, so a cheaper one (motion) saves next to
     nothing and has no rung. CPU per 1280x720 frame at 30 fps, capture included (2-core Zen 5,
     one model thread, each rung pinned on a paced 720p clip): 1.01, 0.82, 0.59 and 0.48 of a core.
     """
     cheap = int8_sibling(Path(model)) or Path(model)
     model = preferred_file(model)
+    resolution = resolution or model_resolution(model)
     unguided = (("guided", False),)
     rungs = [Level("hd", model, resolution, temporal, strength)]
     if cheap != model:
         rungs.append(Level("int8", cheap, resolution, temporal, strength))
+    if 256 < resolution:
+        rungs.append(Level("r256", cheap, 256, temporal, strength))
     if 192 < resolution:
         rungs.append(Level("r192", cheap, 192, temporal, strength))
     if 160 < resolution:
@@ -618,13 +622,14 @@ def live_model_threads(cores: int | None = None) -> int:
     return max(1, cores // 2)
 
 
-def make_live_stages(model: Path, *, resolution: int, temporal: str, strength: float, fps: float,
+def make_live_stages(model: Path, *, resolution: int | None, temporal: str, strength: float, fps: float,
                      quality: str = AUTO, budget_ms: float = DEFAULT_BUDGET_MS, threads: int | None = None,
                      provider: str = "cpu", style_name: str | None = None,
                      with_styles: bool = True) -> LiveStages:
     """The live stages as the CLI and the bench wire them (real engines and temporal stages).
 
-    ``threads`` defaults to `live_model_threads`.
+    ``threads`` defaults to `live_model_threads`; ``resolution`` None runs each style at its
+    file's own (`model_resolution`).
     """
     from livefilter.engine import Engine, list_styles, resolve_model
     from livefilter.temporal import make_temporal

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from livefilter.engine import DEFAULT_STYLE, Engine, preferred_file, resolve_model  # noqa: E402
+from livefilter.engine import DEFAULT_STYLE, Engine, model_resolution, preferred_file, resolve_model  # noqa: E402
 from livefilter.train import data as D  # noqa: E402
 from livefilter.train.teacher import OnnxGenerator  # noqa: E402
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     model = resolve_model(args.style)
     if model.suffix != ".onnx" or str(args.style) == model.stem:  # a style name: its file as the CLI picks it
         model = preferred_file(model)
-    engine = Engine(model, threads=args.threads)
+    engine = Engine(model, resolution=model_resolution(model), threads=args.threads)
     teacher = OnnxGenerator(args.teacher, threads=args.threads)
     bgr = frame_720p()
     rgb480 = D.resize_short(bgr[..., ::-1], 480)

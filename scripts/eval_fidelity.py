@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", nargs="+", required=True, help="photo folders or files")
     p.add_argument("--clips", nargs="*", default=[], help="clip folders: with --held-out, 4 frames of each held-out clip")
     p.add_argument("--held-out", action="store_true", help="only the pictures distill.py holds out of training")
-    p.add_argument("--resolution", type=int, default=256, help="internal short side")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="internal short side (default 256; with --output-size the file's own, as the CLI runs it)")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--sheet", type=Path, default=None, help="contact sheet PNG to write")
     p.add_argument("--sheet-rows", type=int, default=8)
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.output_size:
         return output_size(args)
+    args.resolution = args.resolution or 256
 
     for f in (args.student, args.teacher):
         if not f.is_file():
@@ -179,11 +181,12 @@ def _crop_sheet(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, tuple]
 
 def output_size(args) -> int:
     """The HD look: whole pictures and YuNet face boxes at 720p against the teacher at 480."""
-    from livefilter.engine import Engine, resolve_model
+    from livefilter.engine import Engine, model_resolution, resolve_model
     from livefilter.errors import LivefilterError
 
     try:
-        engine = Engine(resolve_model(str(args.student)), resolution=args.resolution, threads=args.threads)
+        model = resolve_model(str(args.student))
+        engine = Engine(model, resolution=args.resolution or model_resolution(model), threads=args.threads)
     except LivefilterError as exc:
         print(f"eval_fidelity: error: {exc}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from livefilter.capture import FileSource  # noqa: E402
-from livefilter.engine import Engine, preferred_file, resolve_model  # noqa: E402
+from livefilter.engine import Engine, model_resolution, preferred_file, resolve_model  # noqa: E402
 from livefilter.frames import Frame  # noqa: E402
 from livefilter.metrics import StreamingWarpError  # noqa: E402
 from livefilter.pipeline import stages  # noqa: E402
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--json")
     args = p.parse_args(argv)
-    engine = Engine(preferred_file(resolve_model(args.style)))
+    model = preferred_file(resolve_model(args.style))
+    engine = Engine(model, resolution=model_resolution(model))
     teacher = Engine(args.teacher, resolution=None)
     rows = []
     for clip in clip_list(args.clips, args.held_out):

@@ -300,7 +300,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds between samples (default 60; 1 in short mode)")
     parser.add_argument("--style", default="hayao")
     parser.add_argument("--model", help="generator .onnx instead of a style")
-    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--resolution", type=int, default=None, help="default: the style's own")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--temporal", default="flow", help="off, ema, motion, flow (default flow)")
     parser.add_argument("--strength", type=float, default=0.9, help="as the camera (default 0.9)")

@@ -213,3 +213,24 @@ def test_quality_ladder_keeps_the_guide_down_to_192_then_drops_it(hd_file: Path)
     hd = build_ladder(hd_file, resolution=256)
     assert [(lv.name, dict(lv.engine_options).get("guided", True)) for lv in hd] == [
         ("hd", True), ("r192", True), ("r160", False), ("ema", False)]
+
+
+def test_a_file_trained_at_another_size_runs_there_unless_told_otherwise(tmp_path: Path) -> None:
+    from argparse import Namespace
+
+    from livefilter.cli import load_engine
+    from livefilter.engine import model_resolution
+    from livefilter.quality import build_ladder
+
+    path = tmp_path / "hd320.onnx"
+    export_hd_onnx(_hd_model(), path, {"livefilter.resolution": "320"})
+    assert model_resolution(path) == 320
+    args = Namespace(model=str(path), style=None, resolution=None, threads=1, provider="cpu")
+    assert load_engine(args).resolution == 320
+    assert load_engine(Namespace(**{**vars(args), "resolution": 200})).resolution == 200
+    ladder = build_ladder(path)
+    assert [(lv.name, lv.resolution) for lv in ladder] == [("hd", 320), ("r256", 256), ("r192", 192),
+                                                           ("r160", 160), ("ema", 160)]
+    plain = tmp_path / "plain.onnx"
+    export_hd_onnx(_hd_model(), plain)  # no recorded size: the default
+    assert model_resolution(plain) == 256

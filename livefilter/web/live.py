@@ -59,7 +59,7 @@ class LiveSession:
 
         if self.wanted != self.style or not self._ladder:
             model = self.styles.models[self.wanted]
-            self._ladder = build_ladder(model, self.styles.settings.resolution or 256, self.temporal_mode,
+            self._ladder = build_ladder(model, self.styles.settings.resolution, self.temporal_mode,
                                         self.strength)
             if self._controller is None:
                 self._controller = Controller(len(self._ladder), LIVE_FPS, clock=time.monotonic,

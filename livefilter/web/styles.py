@@ -19,7 +19,7 @@ from livefilter.errors import LivefilterError
 class EngineSettings:
     """The engine options the CLI takes (`--resolution`, `--threads`, `--provider`)."""
 
-    resolution: int | None = 256
+    resolution: int | None = None  # None: each style at the short side it was trained for
     threads: int | None = None
     provider: str = "cpu"
 
@@ -82,10 +82,11 @@ class StyleSet:
         with self._lock:
             engine = self._engines.get(name)
             if engine is None:
-                from livefilter.engine import Engine, preferred_file
+                from livefilter.engine import Engine, model_resolution, preferred_file
 
                 s = self.settings
-                engine = Engine(preferred_file(self.models[name]), resolution=s.resolution, threads=s.threads,
+                path = preferred_file(self.models[name])
+                engine = Engine(path, resolution=s.resolution or model_resolution(path), threads=s.threads,
                                 provider=s.provider)
                 self._engines[name] = engine
             return engine
