@@ -49,11 +49,18 @@ def to_call_size(bgr: np.ndarray, short: int = 720) -> np.ndarray:
     return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
 
 
-def teacher_at_480(teacher: Engine, frame: np.ndarray) -> np.ndarray:
+def teacher_at_480(teacher: Engine, frame: np.ndarray, cache: Path | None = None) -> np.ndarray:
+    """The teacher's look for one call-size frame; ``cache`` keeps it (PNG) for the next run."""
+    if cache is not None and cache.is_file():
+        return cv2.imread(str(cache), cv2.IMREAD_COLOR)
     h, w = frame.shape[:2]
     scale = 480 / min(h, w)
     small = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    return cv2.resize(teacher(small), (w, h), interpolation=cv2.INTER_CUBIC)
+    out = cv2.resize(teacher(small), (w, h), interpolation=cv2.INTER_CUBIC)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(cache), out)
+    return out
 
 
 def clip_list(folders: list[str], held_out: bool) -> list[Path]:
@@ -65,7 +72,7 @@ def clip_list(folders: list[str], held_out: bool) -> list[Path]:
                   if p.suffix.lower() in VIDEO_EXTS)
 
 
-def score_clip(path: Path, engine: Engine, teacher: Engine, frames: int) -> dict:
+def score_clip(path: Path, engine: Engine, teacher: Engine, frames: int, cache: Path | None = None) -> dict:
     source = FileSource(path)
     temporal = make_temporal(DEFAULT_MODE, DEFAULT_STRENGTH)
     process, post = stages(engine, temporal)
@@ -79,7 +86,8 @@ def score_clip(path: Path, engine: Engine, teacher: Engine, frames: int) -> dict
             image = to_call_size(record.image)
             per_frame = engine(image)
             ours = post(process(Frame(image, 0.0, index=n))).image
-            meter.update(image, {"teacher480": teacher_at_480(teacher, image), "per_frame": per_frame,
+            kept = cache / f"{path.stem}_{n:03d}.png" if cache is not None else None
+            meter.update(image, {"teacher480": teacher_at_480(teacher, image, kept), "per_frame": per_frame,
                                  "default": ours})
             n += 1
     finally:
@@ -104,13 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--style", default="hayao", help="the style as the CLI runs it (its preferred file)")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--json")
+    p.add_argument("--teacher-cache", type=Path, default=None,
+                   help="folder keeping the teacher's frames (PNG), so scoring another file is quick")
     args = p.parse_args(argv)
     model = preferred_file(resolve_model(args.style))
     engine = Engine(model, resolution=model_resolution(model))
     teacher = Engine(args.teacher, resolution=None)
     rows = []
     for clip in clip_list(args.clips, args.held_out):
-        row = score_clip(clip, engine, teacher, args.frames)
+        cache = args.teacher_cache / Path(args.teacher).stem if args.teacher_cache else None
+        row = score_clip(clip, engine, teacher, args.frames, cache)
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {

@@ -17,9 +17,14 @@ import flicker_hd  # noqa: E402
 
 def test_scores_the_default_output_against_the_teacher_at_call_size(tmp_path, synthetic_clip, models):
     out = tmp_path / "flicker.json"
-    assert flicker_hd.main(["--clips", str(synthetic_clip), "--teacher", str(models["tiny"]),
-                            "--frames", "4", "--json", str(out)]) == 0
+    argv = ["--clips", str(synthetic_clip), "--teacher", str(models["tiny"]), "--frames", "4",
+            "--teacher-cache", str(tmp_path / "teacher")]
+    assert flicker_hd.main([*argv, "--json", str(out)]) == 0
     result = json.loads(out.read_text())
+    kept = sorted((tmp_path / "teacher").rglob("*.png"))
+    assert len(kept) == 4  # the teacher's frames, kept for the next run, which reads them back
+    assert flicker_hd.main([*argv, "--json", str(tmp_path / "again.json")]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["rows"][0]["e_warp"] == result["rows"][0]["e_warp"]
     (row,) = result["rows"]
     assert row["size"] == "966x720" and row["frames"] == 4  # 161x120 brought to short side 720
     assert set(row["e_warp"]) == {"teacher480", "per_frame", "default"}
