@@ -283,3 +283,15 @@ def test_quantize_keeps_named_layers_in_float(tmp_path: Path) -> None:
     session = OnnxGenerator(int8, threads=1)
     out = session(_picture(np.random.default_rng(4), 64, 96))
     assert out.shape == (64, 96, 3)
+
+
+def test_quantize_refuses_a_keep_prefix_that_names_no_layer(tmp_path: Path) -> None:
+    """An HD file's layers sit under /student: `/stem` there would keep nothing in float."""
+    from livefilter.train.quantize import quantize
+
+    fp32, int8 = tmp_path / "s.onnx", tmp_path / "s.int8.onnx"
+    export_onnx(Student(TINY).eval(), fp32)
+    photos = _photo_folder(tmp_path, 2, 180, 260, seed=5)
+    with pytest.raises(ValueError, match="--keep-fp32 /student/stem names no node"):
+        quantize(fp32, int8, sorted(photos.iterdir()), "percentile", keep_fp32=("/stem", "/student/stem"))
+    assert not int8.exists()

@@ -61,17 +61,31 @@ CALIBRATION = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMeth
                "entropy": CalibrationMethod.Entropy}
 
 
+def calibration_size(short: int) -> tuple[int, int]:
+    """One (h, w) for the histogram calibrators: the internal size of a 16:9 frame."""
+    return short, round(short * 1.75 / 8) * 8
+
+
 def quantize(model: Path, out: Path, calib_files: list[Path], method: str = "minmax",
-             keep_fp32: tuple[str, ...] = ()) -> None:
-    """Write the QDQ int8 model; nodes whose names start with one of `keep_fp32` stay float."""
+             keep_fp32: tuple[str, ...] = (), short: int = 256) -> None:
+    """Write the QDQ int8 model; nodes whose names start with one of `keep_fp32` stay float.
+    ``short`` is the internal short side the file runs at (its ranges are calibrated there)."""
     pre = out.with_suffix(".pre.onnx")
     quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
     graph = onnx.load(str(pre)).graph
     name = graph.input[0].name
     excluded = [n.name for n in graph.node if keep_fp32 and n.name.startswith(tuple(keep_fp32))]
+    # A prefix that names no node would quietly quantise the very layers it was meant to keep
+    # (an HD file's student layers are /student/stem..., not /stem...).
+    missing = [k for k in keep_fp32 if not any(n.name.startswith(k) for n in graph.node)]
+    if missing:
+        pre.unlink(missing_ok=True)
+        stems = sorted({"/".join(n.name.split("/")[:3]) for n in graph.node if n.name.startswith("/")})
+        raise ValueError(f"--keep-fp32 {' '.join(missing)} names no node of {model.name} "
+                         f"(its layers: {' '.join(stems[:12])} ...)")
     quantize_static(
         str(pre), str(out),
-        FrameReader(calib_files, name, size=None if method == "minmax" else (256, 448)),
+        FrameReader(calib_files, name, short, size=None if method == "minmax" else calibration_size(short)),
         quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         calibrate_method=CALIBRATION[method], nodes_to_exclude=excluded,
@@ -86,13 +100,15 @@ def quantize(model: Path, out: Path, calib_files: list[Path], method: str = "min
     pre.unlink(missing_ok=True)
 
 
-def compare(fp32: Path, int8: Path, teacher: Path, files: list[Path], threads: int = 2, repeats: int = 15) -> dict:
-    """PSNR of each against the teacher on held-out pictures, and interleaved timing at 256x448."""
+def compare(fp32: Path, int8: Path, teacher: Path, files: list[Path], threads: int = 2, repeats: int = 15,
+            short: int = 256) -> dict:
+    """PSNR of each against the teacher on held-out pictures at short side ``short``, and
+    interleaved timing at 256x448."""
     a, b = OnnxGenerator(fp32, threads=threads), OnnxGenerator(int8, threads=threads)
     t = OnnxGenerator(teacher, threads=threads)
     pa, pb = [], []
     for f in files:
-        x = D.resize_short(D.read_rgb(f), 256)
+        x = D.resize_short(D.read_rgb(f), short)
         y = t(x)
         pa.append(psnr(a(x), y))
         pb.append(psnr(b(x), y))
@@ -122,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", nargs="+", required=True)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--calib", type=int, default=32, help="training photos used for calibration")
+    p.add_argument("--clips", nargs="*", default=[], help="clip folders: their training frames calibrate too")
+    p.add_argument("--calib-clips", type=int, default=32, help="training clip frames used for calibration")
+    p.add_argument("--frames", type=Path, default=Path("runs/cache/frames"), help="where clip frames are kept")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--method", choices=sorted(CALIBRATION), default="minmax",
                    help="how activation ranges are set from the calibration frames (percentile clips outliers)")
@@ -132,10 +151,20 @@ def main(argv: list[str] | None = None) -> int:
         if not f.is_file():
             print(f"quantize: error: no such model: {f}", file=sys.stderr)
             return 2
+    from livefilter.engine import model_resolution
+
+    short = model_resolution(args.model)
     train, held = D.split_photos(args.photos)
     calib = [s.path for s in train][:: max(1, len(train) // args.calib)][: args.calib]
-    quantize(args.model, args.out, calib, args.method, tuple(args.keep_fp32))
-    res = compare(args.model, args.out, args.teacher, [s.path for s in held], args.threads)
+    if args.clips:  # clip frames (webcam light, compression) widen ranges photos alone miss
+        frames = [s.path for s in D.iter_sources([], args.clips, args.frames, 16)[0]]
+        calib += frames[:: max(1, len(frames) // args.calib_clips)][: args.calib_clips]
+    try:
+        quantize(args.model, args.out, calib, args.method, tuple(args.keep_fp32), short)
+    except ValueError as exc:
+        print(f"quantize: error: {exc}", file=sys.stderr)
+        return 2
+    res = compare(args.model, args.out, args.teacher, [s.path for s in held], args.threads, short=short)
     print(json.dumps(res, indent=2))
     return 0
 
