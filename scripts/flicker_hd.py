@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     model = preferred_file(resolve_model(args.style))
     engine = Engine(model, resolution=model_resolution(model))
     teacher = Engine(args.teacher, resolution=None)
+    cache = args.teacher_cache / Path(args.teacher).stem if args.teacher_cache else None
     rows = []
     for clip in clip_list(args.clips, args.held_out):
-        cache = args.teacher_cache / Path(args.teacher).stem if args.teacher_cache else None
         row = score_clip(clip, engine, teacher, args.frames, cache)
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -77,7 +77,7 @@ def quantize(model: Path, out: Path, calib_files: list[Path], method: str = "min
     excluded = [n.name for n in graph.node if keep_fp32 and n.name.startswith(tuple(keep_fp32))]
     # A prefix that names no node would quietly quantise the very layers it was meant to keep
     # (an HD file's student layers are /student/stem..., not /stem...).
-    missing = [k for k in keep_fp32 if not any(n.name.startswith(k) for n in graph.node)]
+    missing = [k for k in keep_fp32 if not any(e.startswith(k) for e in excluded)]
     if missing:
         pre.unlink(missing_ok=True)
         stems = sorted({"/".join(n.name.split("/")[:3]) for n in graph.node if n.name.startswith("/")})
@@ -138,9 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", nargs="+", required=True)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--calib", type=int, default=32, help="training photos used for calibration")
-    p.add_argument("--clips", nargs="*", default=[], help="clip folders: their training frames calibrate too")
-    p.add_argument("--calib-clips", type=int, default=32, help="training clip frames used for calibration")
-    p.add_argument("--frames", type=Path, default=Path("runs/cache/frames"), help="where clip frames are kept")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--method", choices=sorted(CALIBRATION), default="minmax",
                    help="how activation ranges are set from the calibration frames (percentile clips outliers)")
@@ -156,9 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     short = model_resolution(args.model)
     train, held = D.split_photos(args.photos)
     calib = [s.path for s in train][:: max(1, len(train) // args.calib)][: args.calib]
-    if args.clips:  # clip frames (webcam light, compression) widen ranges photos alone miss
-        frames = [s.path for s in D.iter_sources([], args.clips, args.frames, 16)[0]]
-        calib += frames[:: max(1, len(frames) // args.calib_clips)][: args.calib_clips]
     try:
         quantize(args.model, args.out, calib, args.method, tuple(args.keep_fp32), short)
     except ValueError as exc:
