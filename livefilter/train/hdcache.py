@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def build(teacher_path: Path, jobs: list[tuple[D.Source, HDVariant]], cache_dir:
 
 
 def jobs_for(train: list[D.Source], held_photos: list[D.Source], held_frames: list[D.Source],
-             clip_frames_per_clip: int = 8) -> list[tuple[D.Source, HDVariant]]:
+             clip_frames_per_clip: int = 8, jitter: bool = True) -> list[tuple[D.Source, HDVariant]]:
     """Priority order: held-out photos (the evaluation needs them first), training photos,
     held-out clip frames, a few frames of each training clip, then colour-jittered photos."""
     photos = [s for s in train if s.origin == "photo"]
@@ -86,12 +87,12 @@ def jobs_for(train: list[D.Source], held_photos: list[D.Source], held_frames: li
         if s.origin == "clip":
             by_clip.setdefault(s.digest, []).append(s)
     frames = []
-    for lst in by_clip.values():
+    for lst in by_clip.values() if clip_frames_per_clip else []:
         step = max(1, len(lst) // clip_frames_per_clip)
         frames.extend(lst[::step][:clip_frames_per_clip])
     v0, v1 = HDVariant(0), HDVariant(1)
     return ([(s, v0) for s in held_photos] + [(s, v0) for s in photos] + [(s, v0) for s in held_frames]
-            + [(s, v0) for s in frames] + [(s, v1) for s in photos])
+            + [(s, v0) for s in frames] + ([(s, v1) for s in photos] if jitter else []))
 
 
 def cached_pairs(cache_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -114,13 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", required=True, type=Path, help="cache root (runs/cache)")
     p.add_argument("--frames-per-clip", type=int, default=16)
     p.add_argument("--clip-frames", type=int, default=8, help="frames per training clip in the HD cache")
+    p.add_argument("--no-jitter", action="store_true",
+                   help="leave out the colour-jittered photos (a slow teacher's cache in half the time)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    if args.clip_frames < 0:
+        print("hdcache: error: --clip-frames must be 0 or more", file=sys.stderr)
+        return 2
     train, held_p, held_c = D.iter_sources(args.photos, args.clips, args.cache / "frames", args.frames_per_clip)
     held_f: list[D.Source] = []
     for clip in held_c:
         held_f.extend(D.extract_clip_frames(clip, args.cache / "frames", 4))
-    jobs = jobs_for(train, held_p, held_f, args.clip_frames)
+    jobs = jobs_for(train, held_p, held_f, args.clip_frames, jitter=not args.no_jitter)
     cdir = hd_cache_dir(args.cache, args.teacher)
     print(json.dumps({"jobs": len(jobs), "dir": str(cdir)}), flush=True)
     n = build(args.teacher, jobs, cdir, threads=args.threads, log=lambda m: print(m, flush=True))
