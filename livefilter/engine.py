@@ -154,7 +154,7 @@ def _model_facts(path: str, _mtime_ns: int, _size: int) -> tuple[bool, int | Non
 def preferred_file(model: str | Path) -> Path:
     """The file a style runs from: its ``_int8`` sibling when that is an HD file too, else the
     model itself. That int8 file ships only because it paints the same look (720p fidelity
-    within 0.05 dB of the fp32 file) at about twice the model speed (weights/README.md)."""
+    within 0.5 dB of the fp32 file, 0.1 dB at most in practice) faster (weights/README.md)."""
     model = Path(model)
     if model.stem.endswith("_int8"):
         return model

@@ -171,6 +171,30 @@ def models(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+def plain_student(hd_file: Path, out: Path) -> Path:
+    """A plain student (one output, no HD metadata, the default size) cut from an HD file: what
+    the engine's plain-student code paths are tested with now that every shipped style is HD."""
+    onnx = require_module("onnx")
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(hd_file))
+    graph = Extractor(model).extract_model([i.name for i in model.graph.input], [model.graph.output[0].name])
+    keep = [p for p in model.metadata_props if p.key not in ("livefilter.hd", "livefilter.resolution")]
+    plain = onnx.helper.make_model(graph.graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    plain.metadata_props.extend(keep)
+    onnx.save(plain, str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def plain_students(tmp_path_factory) -> dict[str, Path]:
+    """``plain.onnx`` and its ``plain_int8.onnx`` sibling, cut from the shipped shinkai files."""
+    weights = Path(__file__).resolve().parents[1] / "weights"
+    root = tmp_path_factory.mktemp("plain")
+    return {"fp32": plain_student(weights / "shinkai.onnx", root / "plain.onnx"),
+            "int8": plain_student(weights / "shinkai_int8.onnx", root / "plain_int8.onnx")}
+
+
 # --- synthetic clips -----------------------------------------------------------------------
 def draw_frame(i: int, width: int, height: int) -> np.ndarray:
     """Moving shapes on a gradient: enough structure for encoders and motion."""

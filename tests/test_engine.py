@@ -154,14 +154,14 @@ def test_conversions_are_bit_exact_with_the_plain_formulas(models, name):
     np.testing.assert_array_equal(result, expected)
 
 
-def test_student_runs_in_the_grid_phase_it_was_trained_and_scored_in():
+def test_student_runs_in_the_grid_phase_it_was_trained_and_scored_in(plain_students):
     """A size that needs padding gives the same picture as the training/evaluation runner,
     which pads at the bottom and right: the students' strokes depend on the 4x4 grid's phase.
     (A plain student: the HD path resizes to the grid instead of padding.)"""
     require_module("onnxruntime")
     from livefilter.train.teacher import OnnxGenerator
 
-    student = resolve_model("shinkai_int8")
+    student = plain_students["int8"]
     picture = draw_frame(5, 83, 61)  # 83x61: padded to 88x64
     out = Engine(student, resolution=None, threads=1)(picture)
     reference = OnnxGenerator(student, threads=1)(np.ascontiguousarray(picture[:, :, ::-1]))[:, :, ::-1]

@@ -20,7 +20,6 @@ from livefilter.upsample import GuideBuffers, guided
 
 REPO = Path(__file__).resolve().parents[1]
 HD = REPO / "weights" / "hayao.onnx"
-PLAIN = REPO / "weights" / "shinkai.onnx"
 
 
 def _picture(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -30,10 +29,10 @@ def _picture(h: int, w: int, seed: int = 0) -> np.ndarray:
     return img
 
 
-@pytest.mark.parametrize("model", [HD, PLAIN], ids=["hd", "plain"])
+@pytest.mark.parametrize("kind", ["hd", "plain"])
 @pytest.mark.parametrize("size", [(720, 1280), (361, 643), (256, 456)])
-def test_paint_then_finish_is_the_engine(model: Path, size: tuple[int, int]) -> None:
-    engine = Engine(model, threads=1)
+def test_paint_then_finish_is_the_engine(kind: str, size: tuple[int, int], plain_students: dict[str, Path]) -> None:
+    engine = Engine(HD if kind == "hd" else plain_students["fp32"], threads=1)
     frame = _picture(*size)
     painting = engine.paint(frame)
     assert painting.small.shape == painting.styled.shape and min(painting.styled.shape[:2]) <= 258
@@ -175,13 +174,15 @@ def test_stopping_a_live_run_ends_the_model_thread() -> None:
     assert "livefilter-process" not in {t.name for t in threading.enumerate()} - before
 
 
-def test_a_style_runs_from_its_int8_file_only_when_that_is_an_hd_file(tmp_path: Path) -> None:
+def test_a_style_runs_from_its_int8_file_only_when_that_is_an_hd_file(tmp_path: Path,
+                                                                      plain_students: dict[str, Path]) -> None:
     from livefilter.engine import preferred_file, resolve_model
 
-    assert preferred_file(resolve_model("hayao")).name == "hayao_int8.onnx"
-    assert preferred_file(resolve_model("shinkai")) == resolve_model("shinkai")  # a plain int8 sibling
+    for style in ("hayao", "shinkai", "cute"):
+        assert preferred_file(resolve_model(style)).name == f"{style}_int8.onnx"
+    assert preferred_file(plain_students["fp32"]) == plain_students["fp32"]  # a plain int8 sibling
     alone = tmp_path / "hayao.onnx"
     alone.write_bytes(HD.read_bytes())
     assert preferred_file(alone) == alone
-    (tmp_path / "hayao_int8.onnx").write_bytes((REPO / "weights" / "shinkai_int8.onnx").read_bytes())
+    (tmp_path / "hayao_int8.onnx").write_bytes(plain_students["int8"].read_bytes())
     assert preferred_file(alone) == alone

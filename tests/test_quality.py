@@ -196,7 +196,7 @@ def test_waits_for_the_next_engine_to_be_ready():
 
 # -- ladder -------------------------------------------------------------------------------------
 @pytest.mark.skipif(not (WEIGHTS / "hayao_int8.onnx").is_file(), reason="shipped weights absent")
-def test_ladder_from_the_installed_files():
+def test_ladder_from_the_installed_files(plain_students):
     ladder = build_ladder(WEIGHTS / "hayao.onnx", None, "flow", 0.9)
     names = [lv.name for lv in ladder]
     # hayao_int8.onnx is an HD file too (quantised with its gain head), so it takes every rung,
@@ -209,9 +209,9 @@ def test_ladder_from_the_installed_files():
                       Level("r160", int8, 160, "flow", 0.9, engine_options=unguided),
                       Level("ema", int8, 160, "ema", 0.6, engine_options=unguided)]
     assert int8_sibling(int8) is None and build_ladder(int8) == ladder
-    plain = build_ladder(WEIGHTS / "shinkai.onnx")  # a plain student: its int8 file is a rung below it
+    plain = build_ladder(plain_students["fp32"])  # a plain student: its int8 file is a rung below it
     assert [lv.name for lv in plain] == ["hd", "int8", "r192", "r160", "ema"]
-    assert plain[0].model.name == "shinkai.onnx" and all(lv.model.name == "shinkai_int8.onnx" for lv in plain[1:])
+    assert plain[0].model.name == "plain.onnx" and all(lv.model.name == "plain_int8.onnx" for lv in plain[1:])
     assert pick_level(ladder, "r192") == 2
     with pytest.raises(LivefilterError, match="choose auto, hd, r256, r192, r160, ema"):
         pick_level(ladder, "ultra")
