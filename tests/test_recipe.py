@@ -121,7 +121,7 @@ def test_a_recipe_that_cannot_run_is_a_one_line_error(tmp_path: Path, text: str,
     assert "Traceback" not in run.stderr
 
 
-@pytest.mark.parametrize("style", ["cute", "shinkai"])
+@pytest.mark.parametrize("style", ["hayao", "cute", "shinkai"])
 def test_shipped_recipes_go_from_the_teacher_and_data_to_the_weights(style: str, capsys) -> None:
     assert R.main([str(REPO / "recipes" / f"{style}.toml"), "--dry-run"]) == 0
     commands = capsys.readouterr().out

@@ -201,6 +201,9 @@ def heldout_set(args, held_photos, held_clips, cache_root: Path, log) -> list[tu
 
 
 def evaluate(model: Student, held: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Scores on the held-out pictures ({} when a small data set holds none out)."""
+    if not held:
+        return {}
     model.eval()
     scores = [score(run_student(model, x), t) for _, x, t in held]
     model.train()

@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"quantize: error: {exc}", file=sys.stderr)
         return 2
+    if not held:  # a tiny photo set may hold none out
+        print(f"quantize: wrote {args.out}; no held-out photos to compare it on")
+        return 0
     res = compare(args.model, args.out, args.teacher, [s.path for s in held], args.threads, short=short)
     print(json.dumps(res, indent=2))
     return 0
