@@ -168,3 +168,24 @@ def test_live_with_a_pinned_level(tmp_path: Path, capsys: pytest.CaptureFixture[
                   "--quality", "ultra"])
     with pytest.raises(LivefilterError, match="unknown quality level"):
         run(args)
+
+
+def test_bench_styles_times_files_in_turn_and_pairs_int8_siblings(tmp_path: Path) -> None:
+    """scripts/bench_styles.py: every file in every round, the int8 verdict for a sibling pair,
+    and a one-line error for a bad size or a missing file."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    plain, int8 = _tiny_generator(tmp_path / "toy.onnx"), _tiny_generator(tmp_path / "toy_int8.onnx")
+    report = tmp_path / "styles.json"
+    script = [sys.executable, str(repo / "scripts" / "bench_styles.py")]
+    run = subprocess.run([*script, str(plain), str(int8), "--rounds", "3", "--calls", "1", "--size", "96x64",
+                          "--json", str(report)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    files = json.loads(report.read_text())["files"]
+    assert set(files) == {"toy", "toy_int8"} and all(f["ms_median"] > 0 for f in files.values())
+    assert 0 <= files["toy_int8"]["int8_faster_rounds"] <= 3 and "int8_faster_rounds" not in files["toy"]
+    for bad, message in ((["--size", "big"], "--size must be WIDTHxHEIGHT"), ([str(tmp_path / "nope.onnx")], "no such model")):
+        run = subprocess.run([*script, *bad], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
