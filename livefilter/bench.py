@@ -451,6 +451,7 @@ def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> 
         # [seconds since the live run started, level name]: the first entry is the start level.
         "level_trace": level_trace,
         "level_changes": len(level_trace) - 1,
+        "start_probe": stages.start_probe,
         "level_changes_after_5s": sum(1 for t, _ in level_trace[1:] if t > 5.0),
         "level_reasons": [{"t": round(c.t - stages.started, 3), "reason": c.reason} for c in changes],
         "level_seconds": level_seconds,
@@ -541,6 +542,11 @@ def format_table(result: dict) -> str:
             steps = " -> ".join(f"{name} at {t:.1f} s" for t, name in r["level_trace"])
             lines.append(f"  quality {r['quality']} (budget {r['latency_budget_ms']:g} ms): {steps}; "
                          f"{r['level_changes']} changes, {r['level_changes_after_5s']} after 5 s")
+            if r.get("start_probe"):
+                tried = ", ".join(f"{p['level']} {p['model_ms']:g}+{p['post_ms']:g} ms" for p in r["start_probe"])
+                free = r["start_probe"][-1]["free_cores"]
+                lines.append(f"  start: first frame timed on {tried}"
+                             + ("" if free is None else f"; {free:g} cores free"))
         if r.get("load"):
             ld = r["load"]
             each = ", ".join(f"{p['cpu_percent']:.0f}% at {p['fps']:.1f} fps" for p in ld["per_process"])

@@ -38,6 +38,7 @@ AUTO = "auto"
 DEFAULT_BUDGET_MS = 80.0
 MIN_CHANGE_SECONDS = 2.0  # never two changes closer than this
 EMA_STRENGTH_CAP = 0.6  # plain EMA ghosts on motion: the cheap rungs blend less
+FLOOR_RESOLUTION = 128  # the cheapest rung: under a call's load at 720p, 160 still dropped 13-15% of frames
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,10 @@ def build_ladder(model: Path, resolution: int | None = None, temporal: str = "fl
     so live runs get the HD look where the fp32 file would drop frames. A plain int8 sibling
     is a rung of its own below the model's. Below come smaller internal sizes: 256 for a file
     trained at more, 192 (both still guided to full size), 160 without the full-size guide, and
-    160 with plain EMA smoothing.
+    128 with plain EMA smoothing: the floor, since at 720p under two call stand-ins on 2 Zen 3
+    cores a 160 floor still dropped 13-15% of frames and 128 dropped 2.4%.
     The temporal stage works at the model's size, so a cheaper one (motion) saves next to
-    nothing and has no rung. CPU per 1280x720 frame at 30 fps, capture included (2-core Zen 5,
-    one model thread, each rung pinned on a paced 720p clip): 1.01, 0.82, 0.59 and 0.48 of a core.
+    nothing and has no rung.
     """
     cheap = int8_sibling(Path(model)) or Path(model)
     model = preferred_file(model)
@@ -100,9 +101,44 @@ def build_ladder(model: Path, resolution: int | None = None, temporal: str = "fl
     if 160 < resolution:
         rungs.append(Level("r160", cheap, 160, temporal, strength, engine_options=unguided))
     if temporal not in ("off", "ema"):
-        rungs.append(Level("ema", cheap, min(160, resolution), "ema", min(strength, EMA_STRENGTH_CAP),
+        rungs.append(Level("ema", cheap, min(FLOOR_RESOLUTION, resolution), "ema", min(strength, EMA_STRENGTH_CAP),
                            engine_options=unguided))
     return rungs
+
+
+def cpu_jiffies() -> tuple[float, float] | None:
+    """(busy, total) CPU time of the whole machine so far, from /proc/stat; None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    values = [float(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    total = sum(values)
+    return total - values[3] - values[4], total
+
+
+def rung_fits(model: float, post: float, interval: float, free_cores: float | None, share: float = 0.85) -> bool:
+    """Whether a rung whose frame costs ``model`` s on the model thread and ``post`` s after it
+    can hold the source's frame rate: each thread within ``share`` of the frame interval, and
+    both together within that share of the cores the other programs leave free."""
+    if model > share * interval or post > share * interval:
+        return False
+    return free_cores is None or model + post <= share * free_cores * interval
+
+
+def free_cores_between(before: tuple[float, float] | None, after: tuple[float, float] | None,
+                       own_cpu: float, wall: float, cores: int) -> float | None:
+    """Cores not used by others while one thread of ours ran for ``wall`` s using ``own_cpu``."""
+    if before is None or after is None or wall <= 0:
+        return None
+    total = after[1] - before[1]
+    if total <= 0:
+        return None
+    busy = (after[0] - before[0]) / total * cores
+    return max(0.0, cores - max(0.0, busy - own_cpu / wall))
 
 
 def pick_level(ladder: Sequence[Level], name: str) -> int:
@@ -410,8 +446,11 @@ class LiveStages:
                  temporal_factory: Callable[[str, float], Callable | None],
                  fps: float, quality: str = AUTO, budget: float = DEFAULT_BUDGET_MS / 1000,
                  styles: Sequence[tuple[str, Path]] = (), style_name: str | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, calibrate: bool = False,
+                 cpu_reader: Callable[[], tuple[float, float] | None] = cpu_jiffies) -> None:
         self.ladder_for, self.temporal_factory, self.clock = ladder_for, temporal_factory, clock
+        self.fps = fps
+        self.cpu_reader = cpu_reader
         self.pool = EnginePool(engine_factory)
         self.styles = list(styles)
         self.style_name = style_name or Path(model).stem
@@ -440,7 +479,9 @@ class LiveStages:
         self._last_index: int | None = None
         self._dropped = 0
         self._floor_warned = False
-        if self.controller is not None and start + 1 < len(self.ladder):
+        self._calibrate = calibrate and self.controller is not None and len(self.ladder) > 1
+        self.start_probe: list[dict] = []  # what the first frame measured on each rung tried
+        if self.controller is not None and start + 1 < len(self.ladder) and not self._calibrate:
             self.pool.request(self.ladder[start + 1])
 
     # -- state shown to the user ------------------------------------------------------------
@@ -535,9 +576,68 @@ class LiveStages:
             self.pool.request(self.ladder[index + 1])
         log.debug("quality %s -> %s", old.describe(), self.level.describe())
 
+    def _probe_start(self, image: np.ndarray) -> None:
+        """Time the first frame on each rung, dearest first, and start on the first that fits.
+
+        Walking down one rung per 2 s from the top costs a loaded machine seconds of dropped
+        frames (at 720p under a call's load, 8 s and 8% of a minute's frames). The probe's wall
+        times include today's contention; the machine's CPU counters (Linux) say how many cores
+        the other programs leave. The controller still corrects a wrong guess, one step at a time.
+        """
+        interval = 1.0 / self.fps if self.fps and self.fps > 0 else 1.0 / 30
+        cores = os.cpu_count() or 1
+        before, wall0, cpu0 = self.cpu_reader(), time.perf_counter(), time.thread_time()
+        chosen = len(self.ladder) - 1
+        for i, level in enumerate(self.ladder):
+            try:
+                engine = self.pool.load(level)
+            except LivefilterError:
+                continue
+            temporal = self.temporal_factory(level.temporal, level.strength)
+            work = GuideBuffers()
+            timings = []
+            for _ in range(2):  # the first run warms the session's shape and the buffers
+                t0 = time.perf_counter()
+                paint = getattr(engine, "paint", None)
+                probe = Frame(image, capture_time=0.0, index=0)
+                if paint is not None:
+                    done = replace(probe, painting=paint(image), original=image)
+                else:
+                    done = replace(probe, image=engine(image), original=image)
+                t1 = time.perf_counter()
+                if done.painting is not None:
+                    smooth_painting(done, temporal, work)
+                elif temporal is not None:
+                    temporal(image, done.image)
+                timings.append((t1 - t0, time.perf_counter() - t1))
+            model, post = timings[-1]
+            free = free_cores_between(before, self.cpu_reader(), time.thread_time() - cpu0,
+                                      time.perf_counter() - wall0, cores)
+            self.start_probe.append({"level": level.name, "model_ms": round(model * 1000, 1),
+                                     "post_ms": round(post * 1000, 1),
+                                     "free_cores": None if free is None else round(free, 2)})
+            if rung_fits(model, post, interval, free):
+                chosen = i
+                break
+        level = self.ladder[chosen]
+        self.index = chosen
+        self.engine = self.pool.load(level)
+        self._set_temporal(level)
+        self.controller.level = chosen
+        self.trace = [(0.0, level.name)]
+        last = self.start_probe[-1] if self.start_probe else {}
+        log.info("quality: starting at %s (first frame: model %s ms, after it %s ms, %s cores free)",
+                 level.name, last.get("model_ms"), last.get("post_ms"), last.get("free_cores"))
+        if chosen + 1 < len(self.ladder):
+            self.pool.request(self.ladder[chosen + 1])
+
     def process(self, frame: Frame) -> Frame:
         if self.pool.warm is None:
             self.pool.warm = frame.image
+        if self._calibrate:
+            self._calibrate = False
+            with self._switching:
+                self._probe_start(frame.image)
         if self._pending is not None:
             with self._switching:
                 self._apply_pending_style()
@@ -663,4 +763,5 @@ def make_live_stages(model: Path, *, resolution: int | None, temporal: str, stre
         raise LivefilterError(f"--latency-budget must be positive, got {budget_ms:g}")
     return LiveStages(model, ladder_for=ladder_for, engine_factory=engine_factory,
                       temporal_factory=temporal_factory, fps=fps, quality=quality, budget=budget_ms / 1000,
-                      styles=styles, style_name=style_name, clock=time.monotonic)
+                      styles=styles, style_name=style_name, clock=time.monotonic,
+                      calibrate=quality == AUTO)

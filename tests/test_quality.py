@@ -18,8 +18,8 @@ import pytest
 
 from livefilter.errors import LivefilterError
 from livefilter.frames import Frame
-from livefilter.quality import (Controller, EnginePool, Level, LiveStages, build_ladder, int8_sibling,
-                                key_styles, pick_level)
+from livefilter.quality import (Controller, EnginePool, Level, LiveStages, build_ladder, free_cores_between,
+                                int8_sibling, key_styles, pick_level, rung_fits)
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -207,7 +207,7 @@ def test_ladder_from_the_installed_files(plain_students):
     assert ladder == [Level("hd", int8, 320, "flow", 0.9), Level("r256", int8, 256, "flow", 0.9),
                       Level("r192", int8, 192, "flow", 0.9),
                       Level("r160", int8, 160, "flow", 0.9, engine_options=unguided),
-                      Level("ema", int8, 160, "ema", 0.6, engine_options=unguided)]
+                      Level("ema", int8, 128, "ema", 0.6, engine_options=unguided)]
     assert int8_sibling(int8) is None and build_ladder(int8) == ladder
     plain = build_ladder(plain_students["fp32"])  # a plain student: its int8 file is a rung below it
     assert [lv.name for lv in plain] == ["hd", "int8", "r192", "r160", "ema"]
@@ -244,7 +244,7 @@ class SlowEngine:
         return out
 
 
-def slow_stages(costs, quality="auto", clock=time.monotonic, fps=30.0, styles=()):
+def slow_stages(costs, quality="auto", clock=time.monotonic, fps=30.0, styles=(), **options):
     def ladder_for(model: Path):
         return [Level(f"l{i}", Path(model), 256 - 32 * i, "off", 0.0) for i in range(len(costs))]
 
@@ -253,7 +253,7 @@ def slow_stages(costs, quality="auto", clock=time.monotonic, fps=30.0, styles=()
 
     return LiveStages(Path("a"), ladder_for=ladder_for, engine_factory=factory,
                       temporal_factory=lambda mode, strength: None, fps=fps, quality=quality,
-                      styles=styles, clock=clock)
+                      styles=styles, clock=clock, **options)
 
 
 def test_live_pipeline_with_a_slow_engine_steps_down(tmp_path, synthetic_clip):
@@ -351,7 +351,7 @@ def test_rungs_of_one_file_share_a_session_and_keep_their_sizes():
     engines = {lv.name: stages.pool.load(lv) for lv in stages.ladder}
     assert len({id(e.session) for e in engines.values()}) == 1  # one file, one session
     assert engines["hd"].guided and engines["r192"].guided and not engines["r160"].guided
-    assert [engines[lv.name].resolution for lv in stages.ladder] == [256, 192, 160, 160]
+    assert [engines[lv.name].resolution for lv in stages.ladder] == [256, 192, 160, 128]
     assert engines["r160"].internal_size(640, 360) == (284, 160)
     assert engines["r160"](image).shape == image.shape
     stages.close()
@@ -366,3 +366,51 @@ def test_changes_keep_the_minimum_spacing_even_when_the_window_would_allow_soone
     assert natural and min(natural) < 6.0  # the window alone would change sooner
     ctl, _ = simulate(costs, lambda t: 1.0, 40, min_interval=6.0)
     assert len(ctl.changes) >= 3 and spacing_ok(ctl, minimum=6.0)
+
+
+def test_a_rung_fits_when_each_thread_and_the_free_cores_can_hold_the_frame_rate():
+    interval = 1 / 30
+    assert rung_fits(0.020, 0.010, interval, free_cores=1.6)
+    assert not rung_fits(0.030, 0.010, interval, free_cores=2.0)  # the model thread alone is too slow
+    assert not rung_fits(0.020, 0.010, interval, free_cores=0.6)  # a call app holds the other cores
+    assert rung_fits(0.020, 0.010, interval, free_cores=None)  # unknown (not Linux): threads only
+    # 2 cores, half of the machine busy, of which our own thread was a full core: others use none
+    assert free_cores_between((0, 0), (100, 200), own_cpu=1.0, wall=1.0, cores=2) == 2.0
+    assert free_cores_between((0, 0), (150, 200), own_cpu=0.5, wall=1.0, cores=2) == pytest.approx(1.0)
+    assert free_cores_between(None, (1, 2), own_cpu=0.0, wall=1.0, cores=2) is None
+
+
+def fake_machine(free: float, cores: int):
+    """A /proc/stat reader for a machine whose other programs leave ``free`` cores."""
+    calls = [0]
+
+    def read():
+        calls[0] += 1
+        return calls[0] * 100.0 * (cores - free) / cores, calls[0] * 100.0
+    return read
+
+
+def test_first_frame_picks_the_dearest_rung_that_fits_and_that_is_no_change():
+    import os
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    stages = slow_stages([0.060, 0.004, 0.001], calibrate=True, cpu_reader=lambda: None)
+    stages.observe(stages.post(stages.process(Frame(image, capture_time=time.monotonic(), index=0))))
+    assert stages.level.name == "l1" and stages.trace == [(0.0, "l1")]
+    assert stages.controller.level == 1 and stages.controller.changes == []
+    assert [p["level"] for p in stages.start_probe] == ["l0", "l1"]  # stops at the first that fits
+    assert stages.start_probe[0]["model_ms"] >= 60
+
+    cores = os.cpu_count() or 1
+    loaded = slow_stages([0.010, 0.008, 0.001], calibrate=True, cpu_reader=fake_machine(0.2, cores))
+    frame = loaded.post(loaded.process(Frame(image, capture_time=time.monotonic(), index=0)))
+    assert frame.image[0, 0, 0] == 2  # 0.2 cores free: only the cheapest rung fits
+    assert loaded.level.name == "l2" and loaded.start_probe[-1]["free_cores"] == pytest.approx(0.2, abs=0.1)
+
+    idle = slow_stages([0.010, 0.004], calibrate=True, cpu_reader=fake_machine(cores, cores))
+    idle.process(Frame(image, capture_time=time.monotonic(), index=0))
+    assert idle.level.name == "l0" and len(idle.start_probe) == 1
+
+    pinned = slow_stages([0.060, 0.004], quality="l0", calibrate=True, cpu_reader=lambda: None)
+    pinned.process(Frame(image, capture_time=time.monotonic(), index=0))
+    assert pinned.level.name == "l0" and pinned.start_probe == []  # a pinned level is never probed
