@@ -588,7 +588,16 @@ class LiveStages:
         cores = os.cpu_count() or 1
         before, wall0, cpu0 = self.cpu_reader(), time.perf_counter(), time.thread_time()
         chosen = len(self.ladder) - 1
-        for i, level in enumerate(self.ladder):
+        last: tuple[float, int] | None = None  # (model + post seconds, resolution) of the last rung timed
+        free: float | None = None
+        for i, level in enumerate(self.ladder[:-1]):  # the floor needs no timing: it is the fallback
+            if last is not None:
+                # a rung predicted (by its pixels) at over twice what fits is skipped untimed:
+                # under load each timing is a fraction of a second of frames not shown
+                predicted = last[0] * (level.resolution / last[1]) ** 2
+                allowed = 0.85 * interval * (2.0 if free is None else min(2.0, free))
+                if predicted > 2 * allowed:
+                    continue
             try:
                 engine = self.pool.load(level)
             except LivefilterError:
@@ -611,6 +620,7 @@ class LiveStages:
                     temporal(image, done.image)
                 timings.append((t1 - t0, time.perf_counter() - t1))
             model, post = timings[-1]
+            last = (model + post, level.resolution)
             free = free_cores_between(before, self.cpu_reader(), time.thread_time() - cpu0,
                                       time.perf_counter() - wall0, cores)
             self.start_probe.append({"level": level.name, "model_ms": round(model * 1000, 1),
@@ -625,9 +635,9 @@ class LiveStages:
         self._set_temporal(level)
         self.controller.level = chosen
         self.trace = [(0.0, level.name)]
-        last = self.start_probe[-1] if self.start_probe else {}
-        log.info("quality: starting at %s (first frame: model %s ms, after it %s ms, %s cores free)",
-                 level.name, last.get("model_ms"), last.get("post_ms"), last.get("free_cores"))
+        timed = self.start_probe[-1] if self.start_probe else {}
+        log.info("quality: starting at %s (last rung timed: %s, model %s ms, after it %s ms; %s cores free)",
+                 level.name, timed.get("level"), timed.get("model_ms"), timed.get("post_ms"), timed.get("free_cores"))
         if chosen + 1 < len(self.ladder):
             self.pool.request(self.ladder[chosen + 1])
 

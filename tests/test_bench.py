@@ -149,7 +149,12 @@ def test_live_with_call_load_records_levels_and_load(tmp_path: Path, capsys: pyt
     assert live["quality"] == "auto" and live["latency_budget_ms"] == 90
     # A model without an int8 sibling: the ladder is internal sizes and cheaper temporal stages.
     assert [lv.split(":")[0] for lv in live["levels"]][0] == "hd"
-    assert live["level_trace"][0] == [0.0, "hd"]
+    # The first frame was timed from the top down; the run starts where that probe stopped.
+    probe = live["start_probe"]
+    assert probe and probe[0]["level"] == "hd" and probe[0]["model_ms"] > 0
+    names = [lv.split(":")[0] for lv in live["levels"]]
+    start = live["level_trace"][0]
+    assert start[0] == 0.0 and names.index(start[1]) >= names.index(probe[-1]["level"])
     assert live["level_changes"] == len(live["level_trace"]) - 1 >= live["level_changes_after_5s"]
     assert sum(live["level_seconds"].values()) == pytest.approx(live["seconds"], abs=0.5)
 

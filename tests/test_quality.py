@@ -406,6 +406,12 @@ def test_first_frame_picks_the_dearest_rung_that_fits_and_that_is_no_change():
     frame = loaded.post(loaded.process(Frame(image, capture_time=time.monotonic(), index=0)))
     assert frame.image[0, 0, 0] == 2  # 0.2 cores free: only the cheapest rung fits
     assert loaded.level.name == "l2" and loaded.start_probe[-1]["free_cores"] == pytest.approx(0.2, abs=0.1)
+    assert [p["level"] for p in loaded.start_probe] == ["l0", "l1"]  # the floor is the fallback, never timed
+
+    # rungs predicted (by their pixels) at far over what fits are not timed: each costs frames
+    far = slow_stages([0.300, 0.200, 0.004, 0.001], calibrate=True, cpu_reader=lambda: None)
+    far.process(Frame(image, capture_time=time.monotonic(), index=0))
+    assert far.level.name == "l3" and [p["level"] for p in far.start_probe] == ["l0"]
 
     idle = slow_stages([0.010, 0.004], calibrate=True, cpu_reader=fake_machine(cores, cores))
     idle.process(Frame(image, capture_time=time.monotonic(), index=0))
