@@ -638,8 +638,9 @@ class LiveStages:
         timed = self.start_probe[-1] if self.start_probe else {}
         log.info("quality: starting at %s (last rung timed: %s, model %s ms, after it %s ms; %s cores free)",
                  level.name, timed.get("level"), timed.get("model_ms"), timed.get("post_ms"), timed.get("free_cores"))
-        if chosen + 1 < len(self.ladder):
-            self.pool.request(self.ladder[chosen + 1])
+        for near in (chosen - 1, chosen + 1):  # the rungs it may move to next: a rung never built can't be climbed to
+            if 0 <= near < len(self.ladder):
+                self.pool.request(self.ladder[near])
 
     def process(self, frame: Frame) -> Frame:
         if self.pool.warm is None:

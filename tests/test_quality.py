@@ -412,6 +412,10 @@ def test_first_frame_picks_the_dearest_rung_that_fits_and_that_is_no_change():
     far = slow_stages([0.300, 0.200, 0.004, 0.001], calibrate=True, cpu_reader=lambda: None)
     far.process(Frame(image, capture_time=time.monotonic(), index=0))
     assert far.level.name == "l3" and [p["level"] for p in far.start_probe] == ["l0"]
+    deadline = time.monotonic() + 5
+    while not far.pool.ready(far.ladder[2]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert far.pool.ready(far.ladder[2])  # the rung above is built, or the level could never climb
 
     idle = slow_stages([0.010, 0.004], calibrate=True, cpu_reader=fake_machine(cores, cores))
     idle.process(Frame(image, capture_time=time.monotonic(), index=0))
