@@ -141,6 +141,24 @@ def free_cores_between(before: tuple[float, float] | None, after: tuple[float, f
     return max(0.0, cores - max(0.0, busy - own_cpu / wall))
 
 
+def run_engine(engine: Callable, frame: Frame) -> Frame:
+    """The model step of one frame: a `Painting` when the engine has one (finished, and
+    smoothed, at the model's size by `run_post`), else the engine's full-size picture."""
+    paint = getattr(engine, "paint", None)
+    if paint is not None:
+        return replace(frame, painting=paint(frame.image), original=frame.image)
+    return replace(frame, image=engine(frame.image), original=frame.image)
+
+
+def run_post(frame: Frame, temporal: Callable | None, work: GuideBuffers) -> Frame:
+    """The step after the model: temporal smoothing (None: none) and the full-size finish."""
+    if frame.painting is not None:
+        return smooth_painting(frame, temporal, work)
+    if temporal is None or frame.original is None or frame.image is frame.original:
+        return frame
+    return replace(frame, image=temporal(frame.original, frame.image))
+
+
 def pick_level(ladder: Sequence[Level], name: str) -> int:
     """Index of the rung called ``name``, or a one-line error listing the choices."""
     for i, level in enumerate(ladder):
@@ -449,7 +467,6 @@ class LiveStages:
                  clock: Callable[[], float] = time.monotonic, calibrate: bool = False,
                  cpu_reader: Callable[[], tuple[float, float] | None] = cpu_jiffies) -> None:
         self.ladder_for, self.temporal_factory, self.clock = ladder_for, temporal_factory, clock
-        self.fps = fps
         self.cpu_reader = cpu_reader
         self.pool = EnginePool(engine_factory)
         self.styles = list(styles)
@@ -584,7 +601,7 @@ class LiveStages:
         times include today's contention; the machine's CPU counters (Linux) say how many cores
         the other programs leave. The controller still corrects a wrong guess, one step at a time.
         """
-        interval = 1.0 / self.fps if self.fps and self.fps > 0 else 1.0 / 30
+        interval = self.controller.interval
         cores = os.cpu_count() or 1
         before, wall0, cpu0 = self.cpu_reader(), time.perf_counter(), time.thread_time()
         chosen = len(self.ladder) - 1
@@ -593,7 +610,8 @@ class LiveStages:
         for i, level in enumerate(self.ladder[:-1]):  # the floor needs no timing: it is the fallback
             if last is not None:
                 # a rung predicted (by its pixels) at over twice what fits is skipped untimed:
-                # under load each timing is a fraction of a second of frames not shown
+                # under load each timing is a fraction of a second of frames not shown. What fits
+                # (`rung_fits`) is two threads' share of the interval, or less with few cores free.
                 predicted = last[0] * (level.resolution / last[1]) ** 2
                 allowed = 0.85 * interval * (2.0 if free is None else min(2.0, free))
                 if predicted > 2 * allowed:
@@ -604,20 +622,13 @@ class LiveStages:
                 continue
             temporal = self.temporal_factory(level.temporal, level.strength)
             work = GuideBuffers()
+            probe = Frame(image, capture_time=0.0, index=0)
             timings = []
             for _ in range(2):  # the first run warms the session's shape and the buffers
                 t0 = time.perf_counter()
-                paint = getattr(engine, "paint", None)
-                probe = Frame(image, capture_time=0.0, index=0)
-                if paint is not None:
-                    done = replace(probe, painting=paint(image), original=image)
-                else:
-                    done = replace(probe, image=engine(image), original=image)
+                done = run_engine(engine, probe)
                 t1 = time.perf_counter()
-                if done.painting is not None:
-                    smooth_painting(done, temporal, work)
-                elif temporal is not None:
-                    temporal(image, done.image)
+                run_post(done, temporal, work)
                 timings.append((t1 - t0, time.perf_counter() - t1))
             model, post = timings[-1]
             last = (model + post, level.resolution)
@@ -658,11 +669,7 @@ class LiveStages:
         if self.paused:
             return replace(frame, original=frame.image)
         started = self.clock()
-        paint = getattr(self.engine, "paint", None)
-        if paint is not None:  # finished (and smoothed) at the model's size in `post`
-            out = replace(frame, painting=paint(frame.image), original=frame.image)
-        else:
-            out = replace(frame, image=self.engine(frame.image), original=frame.image)
+        out = run_engine(self.engine, frame)
         if len(self._timing) > 8:  # frames processed but never posted (a run that stopped)
             self._timing.clear()
         self._timing[frame.index] = [self.clock() - started, None]
@@ -670,12 +677,7 @@ class LiveStages:
 
     def post(self, frame: Frame) -> Frame:
         started = self.clock()
-        if frame.painting is not None:
-            out = smooth_painting(frame, None if self.paused else self.temporal, self._work)
-        elif self.paused or self.temporal is None or frame.original is None or frame.image is frame.original:
-            out = frame
-        else:
-            out = replace(frame, image=self.temporal(frame.original, frame.image))
+        out = run_post(frame, None if self.paused else self.temporal, self._work)
         timing = self._timing.get(frame.index)
         if timing is not None:
             timing[1] = started
