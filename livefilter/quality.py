@@ -110,14 +110,20 @@ def cpu_jiffies() -> tuple[float, float] | None:
     """(busy, total) CPU time of the whole machine so far, from /proc/stat; None off Linux."""
     try:
         with open("/proc/stat") as f:
-            fields = f.readline().split()
+            return busy_and_total(f.readline())
     except OSError:
         return None
+
+
+def busy_and_total(cpu_line: str) -> tuple[float, float] | None:
+    """(busy, total) from /proc/stat's first line. Time of niced programs (a backup, an indexer,
+    a training run) counts as free: they give their share up to a live filter at nice 0."""
+    fields = cpu_line.split()
     if len(fields) < 9 or fields[0] != "cpu":
         return None
-    values = [float(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
-    total = sum(values)
-    return total - values[3] - values[4], total
+    user, nice, system, idle, iowait, irq, softirq, steal = (float(v) for v in fields[1:9])
+    total = user + nice + system + idle + iowait + irq + softirq + steal
+    return total - idle - iowait - nice, total
 
 
 def rung_fits(model: float, post: float, interval: float, free_cores: float | None, share: float = 0.85) -> bool:

@@ -18,8 +18,8 @@ import pytest
 
 from livefilter.errors import LivefilterError
 from livefilter.frames import Frame
-from livefilter.quality import (Controller, EnginePool, Level, LiveStages, build_ladder, free_cores_between,
-                                int8_sibling, key_styles, pick_level, rung_fits)
+from livefilter.quality import (Controller, EnginePool, Level, LiveStages, build_ladder, busy_and_total,
+                                free_cores_between, int8_sibling, key_styles, pick_level, rung_fits)
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -378,6 +378,13 @@ def test_a_rung_fits_when_each_thread_and_the_free_cores_can_hold_the_frame_rate
     assert free_cores_between((0, 0), (100, 200), own_cpu=1.0, wall=1.0, cores=2) == 2.0
     assert free_cores_between((0, 0), (150, 200), own_cpu=0.5, wall=1.0, cores=2) == pytest.approx(1.0)
     assert free_cores_between(None, (1, 2), own_cpu=0.0, wall=1.0, cores=2) is None
+
+
+def test_niced_programs_leave_their_cores_to_the_filter():
+    # user nice system idle iowait irq softirq steal: a niced trainer's 300 jiffies count as free
+    assert busy_and_total("cpu  100 300 50 500 50 0 0 0 0 0") == (150.0, 1000.0)
+    assert busy_and_total("cpu0 1 2 3 4 5 6 7 8") is None
+    assert busy_and_total("cpu 1 2") is None
 
 
 def fake_machine(free: float, cores: int):
