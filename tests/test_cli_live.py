@@ -275,7 +275,8 @@ def test_live_latency_is_one_model_run_plus_one_frame(live_media, tmp_path, caps
     """Benchmark-style: a model slower than the 30 fps camera, its time measured here first.
 
     With a one-frame queue that drops the oldest frame, a frame waits at most one frame
-    interval for the model to come free, then one model run: p95 <= model + 1/fps + margin.
+    interval for the model to come free, then one model run and the step after it:
+    p95 <= 2 x (model + step after) + 1/fps + margin.
     A deeper queue (or keeping the oldest frame) adds whole model runs to that.
     """
     # The level is pinned: auto quality would step away from the slow model, which is the
@@ -285,9 +286,11 @@ def test_live_latency_is_one_model_run_plus_one_frame(live_media, tmp_path, caps
     args = build_parser().parse_args(["camera", *argv])
     image = decode(live_media["clip"])[0][1]
     median, worst = _process_seconds(args, image)
-    if median < 1.5 / 30:  # a fast machine: make the model slower than the camera
-        args.resolution = 160
-        argv[-1] = "160"
+    for size in range(128, 400, 32):  # a fast machine: make the model just slower than the camera
+        if median >= 1.5 / 30:
+            break
+        args.resolution = size
+        argv[-1] = str(size)
         median, worst = _process_seconds(args, image)
     from test_live import scheduling_jitter
 
@@ -300,8 +303,10 @@ def test_live_latency_is_one_model_run_plus_one_frame(live_media, tmp_path, caps
     assert dropped > 0  # the model is slower than the camera, so the queue is exercised
     # Scheduling on a busy 2-core machine: the model's own spread and the wake-up delay
     # measured around the run. A ten-frame queue adds about nine model runs to the p95.
+    # ``median`` is the model and the step after it; the two run on their own threads, so a
+    # frame may also wait for the step after the model to finish the frame before it.
     margin = 0.030 + 0.5 * median + 2 * jitter
-    bound = median + 1 / 30 + margin
+    bound = 2 * median + 1 / 30 + margin
     print(f"model {median * 1000:.0f} ms (worst {worst * 1000:.0f}), jitter {jitter * 1000:.0f} ms, "
           f"p50 {p50 * 1000:.0f} ms, "
           f"p95 {p95 * 1000:.0f} ms, bound {bound * 1000:.0f} ms, load {os.getloadavg()[0]:.2f}")
