@@ -183,3 +183,23 @@ def test_model_is_fed_the_picture_at_its_own_aspect_ratio(models):
     engine(np.zeros((90, 300, 3), np.uint8))
     # NCHW, short side 64, 300/90 kept (213 wide), padded up to the model's multiple only.
     assert seen and seen[-1][2] == 64 and 213 <= seen[-1][3] < 213 + engine.multiple
+
+
+@pytest.mark.parametrize("size, target", [((1280, 720), (568, 320)), ((1920, 1080), (688, 384)),
+                                          ((1280, 720), (400, 224)), ((640, 480), (320, 240))])
+def test_shrink_paints_what_the_area_filter_paints(size, target):
+    """The fast shrink must feed the model the picture it was trained on (INTER_AREA's)."""
+    import cv2
+
+    from livefilter.engine import shrink
+
+    picture = cv2.resize(draw_frame(0, 320, 180), size, interpolation=cv2.INTER_CUBIC)
+    noise = np.random.default_rng(1).integers(-20, 21, picture.shape)
+    picture = np.clip(picture.astype(int) + noise, 0, 255).astype(np.uint8)
+    exact = cv2.resize(picture, target, interpolation=cv2.INTER_AREA)
+    fast = shrink(picture, target)
+    assert fast.shape == exact.shape
+    if size[0] % target[0] == 0 and size[1] % target[1] == 0:
+        assert np.array_equal(fast, exact)  # whole factors take the area filter itself
+    else:
+        assert cv2.PSNR(fast, exact) > 40

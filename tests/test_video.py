@@ -149,3 +149,27 @@ def test_falls_back_to_another_encoder_when_libx264_is_missing(models, synthetic
     with av.open(str(out)) as container:
         assert container.streams.video[0].codec_context.name == "mpeg4"
     assert_same_timing_and_audio(synthetic_clip, out)
+
+
+def test_written_colours_read_back_as_written(tmp_path):
+    """The encoder's colour conversion keeps flat colours: what we paint is what plays."""
+    import av
+    import numpy as np
+
+    from livefilter.frames import Frame
+    from livefilter.sinks.video_file import VideoFileSink
+
+    colours = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (40, 90, 200), (230, 230, 230), (20, 20, 20)]
+    image = np.zeros((96, 64 * len(colours), 3), np.uint8)
+    for i, colour in enumerate(colours):
+        image[:, 64 * i:64 * (i + 1)] = colour
+    out = tmp_path / "colours.mp4"
+    sink = VideoFileSink(out, fps=30)
+    for i in range(3):
+        sink.write(Frame(image=image, capture_time=0.0, pts=i, time_base=Fraction(1, 30)))
+    sink.close()
+    with av.open(str(out)) as container:
+        decoded = next(container.decode(video=0)).to_ndarray(format="bgr24")
+    for i, colour in enumerate(colours):
+        middle = decoded[32:64, 64 * i + 16:64 * i + 48].reshape(-1, 3).mean(axis=0)
+        assert np.abs(middle - colour).max() < 6, (colour, middle)
