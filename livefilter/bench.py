@@ -460,11 +460,17 @@ def bench_live(args: argparse.Namespace, engine, clip: Path, seconds: float) -> 
 
 
 def bench_convert(args: argparse.Namespace, engine, clip: Path, max_frames: int | None) -> dict:
-    """Clip conversion through the pipeline and the video sink; speed as a multiple of real time."""
+    """Clip conversion through the pipeline and the video sink; speed as a multiple of real time.
+
+    Wired as `livefilter video` wires it: frames at once on their own threads each."""
     from livefilter.capture import FileSource
+    from livefilter.cli import conversion_workers
     from livefilter.pipeline import run as run_pipeline
     from livefilter.sinks.video_file import VideoFileSink
 
+    workers, threads = conversion_workers(getattr(args, "threads", None))
+    engine = _engine(engine.path, engine.resolution, argparse.Namespace(
+        threads=threads, provider=getattr(args, "provider", "cpu")))
     temporal = _temporal_for(args)
     source = FileSource(clip)
     stop = threading.Event()
@@ -476,7 +482,7 @@ def bench_convert(args: argparse.Namespace, engine, clip: Path, max_frames: int 
     with tempfile.TemporaryDirectory(prefix="livefilter-bench-") as tmp:
         sink = VideoFileSink(Path(tmp) / "out.mp4", template=clip, fps=source.fps, size=source.size)
         stats = run_pipeline(source, sinks=[sink], live=False, stop_event=stop, **_stage_kwargs(engine, temporal),
-                             progress=progress)
+                             progress=progress, workers=workers)
     duration = stats.frames_written / source.fps
     return {
         "clip": clip.name,

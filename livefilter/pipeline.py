@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
@@ -235,6 +236,44 @@ class _Processor(threading.Thread):
                 return
 
 
+class _InOrder:
+    """File runs: ``process`` on several frames at once, handed on in the source's order.
+
+    A small model gains little from a second thread inside one run (on 2 cores: 23 ms with one
+    thread, 20 ms with two, for half again the CPU time), while two frames each on one thread
+    keep both cores busy. At most ``workers + 1`` frames are in flight, so memory stays flat.
+    """
+
+    def __init__(self, process: Callable[[Frame], Frame], workers: int) -> None:
+        self.process, self.workers = process, workers
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="livefilter-process")
+        self.pending: deque[Future] = deque()
+        self.broken = False  # a frame failed: those after it must not be written (no holes)
+
+    def _oldest(self) -> Frame:
+        try:
+            return self.pending.popleft().result()
+        except BaseException:
+            self.broken = True
+            raise
+
+    def submit(self, frame: Frame) -> Frame | None:
+        """Start on ``frame``; returns the oldest processed frame once enough are in flight."""
+        self.pending.append(self.pool.submit(self.process, frame))
+        return self._oldest() if len(self.pending) > self.workers else None
+
+    def flush(self) -> Iterable[Frame]:
+        """The frames still in flight, in order (raises what ``process`` raised)."""
+        while self.pending and not self.broken:
+            yield self._oldest()
+
+    def close(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pending.clear()
+        self.pool.shutdown(wait=True)
+
+
 def _write(frame: Frame, sinks: list, stats: RunStats, progress: Callable[[Frame], None] | None) -> None:
     for sink in sinks:
         sink.write(frame)
@@ -300,7 +339,7 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
         queue_size: int = 2, stop_event: threading.Event | None = None,
         progress: Callable[[Frame], None] | None = None,
         stall_seconds: float = STALL_SECONDS,
-        post: Callable[[Frame], Frame] | None = None) -> RunStats:
+        post: Callable[[Frame], Frame] | None = None, workers: int = 1) -> RunStats:
     """Run until the source ends, a sink raises StopPipeline, Ctrl-C, or ``stop_event`` is set.
 
     Errors from the source, ``process`` or a sink are re-raised after the clean shutdown;
@@ -310,7 +349,9 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     Live runs show a "camera lost" notice on sinks that support it (see `_Notices`).
     ``post`` is an optional second stage applied to every processed frame, in order (e.g. the
     temporal stage). File runs apply it and write on a sink thread (see `_Writer`), overlapping
-    ``process`` on the next frame; ``progress`` is then called there too.
+    ``process`` on the next frame; ``progress`` is then called there too. ``workers`` > 1 lets
+    file runs process that many frames at once (see `_InOrder`); ``process`` must then be safe
+    to call from several threads, and the order of frames is kept.
     """
     sinks = list(sinks)
     stop = stop_event if stop_event is not None else threading.Event()
@@ -324,6 +365,7 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     if live and post is not None:
         processor = _Processor(frames, process, stop, notices.frame_seen)
     inbox = processor.out if processor is not None else frames
+    in_order = _InOrder(process, workers) if writer is not None and workers > 1 else None
     error: BaseException | None = None
     started = time.monotonic()
     capture.start()
@@ -347,6 +389,9 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
                 if stop.is_set():  # the capture thread ended because we asked it to
                     stats.interrupted = True
                     break
+                if in_order is not None:
+                    for out in in_order.flush():
+                        writer.put(out)
                 if writer is not None:
                     writer.put(_END)
                 else:
@@ -359,6 +404,11 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
                 raise item.error
             if notices is not None:
                 notices.frame_arrived()
+            if in_order is not None:
+                out = in_order.submit(item)
+                if out is not None:
+                    writer.put(out)
+                continue
             out = process(item) if processor is None else item
             if writer is not None:
                 writer.put(out)
@@ -372,6 +422,8 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
         error = exc
     finally:
         stop.set()
+        if in_order is not None:
+            error = _finish_in_order(in_order, writer, error, stats)
         _drain(frames)
         if processor is not None:  # it sees the stop flag within 0.1 s, or after its frame
             _drain(processor.out)
@@ -389,6 +441,25 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     if error is not None:
         raise error
     return stats
+
+
+def _finish_in_order(in_order: _InOrder, writer: _Writer, error: BaseException | None,
+                     stats: RunStats) -> BaseException | None:
+    """After a stop: frames already in flight are written (as on a live stop), unless the run
+    failed; then they are dropped. Returns the run's error, or the first one this raised."""
+    try:
+        if error is None:
+            for out in in_order.flush():
+                writer.put(out)
+    except StopPipeline:
+        stats.stopped_by_user = True
+    except KeyboardInterrupt:
+        stats.interrupted = True
+    except BaseException as exc:
+        error = exc
+    finally:
+        in_order.close()
+    return error
 
 
 def stages(engine: Callable, temporal: Callable | None

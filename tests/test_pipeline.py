@@ -335,3 +335,61 @@ def test_stop_pipeline_from_a_slow_sink_on_the_sink_thread():
     stats = run(source, lambda f: f, [sink], live=False)
     assert stats.stopped_by_user and not stats.interrupted
     assert len(sink.frames) == 8 and not sink.ended and sink.closed and source.closed
+
+
+def _uneven(frame):
+    """Later frames often finish first: order must come from the pipeline, not the timing."""
+    time.sleep(0.004 if frame.index % 3 == 0 else 0.0005)
+    return frame.with_image(255 - frame.image)
+
+
+def test_file_mode_with_workers_processes_frames_at_once_and_keeps_their_order():
+    threads: set[str] = set()
+
+    def process(frame):
+        threads.add(threading.current_thread().name)
+        return _uneven(frame)
+
+    source, sink = ListSource(60), ThreadSink()
+    stats = run(source, process, [sink], live=False, workers=2, post=lambda f: f)
+    assert [f.index for f in sink.frames] == list(range(60))
+    assert all(int(f.image[0, 0, 0]) == 255 - f.index for f in sink.frames)
+    assert stats.frames_written == 60 and sink.ended and sink.closed
+    assert len(threads) == 2 and all(name.startswith("livefilter-process") for name in threads)
+
+
+def test_workers_stop_writes_the_frames_in_flight_in_order():
+    processed: list[int] = []
+
+    def process(frame):
+        processed.append(frame.index)
+        return _uneven(frame)
+
+    source, sink = ListSource(10_000), ThreadSink(delay=0.01)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    stats = run(source, process, [sink], live=False, stop_event=stop, workers=2)
+    assert stats.interrupted and sink.closed and not sink.ended
+    written = [f.index for f in sink.frames]
+    assert written == list(range(len(written))) and written  # no hole, nothing out of order
+    assert sorted(processed) == written  # every frame processed was written
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, ValueError])
+def test_workers_failing_frame_leaves_no_hole(failure):
+    """A frame that fails ends the run there: frames after it that were already processed
+    are not written, so the file never skips a frame."""
+    def process(frame):
+        if frame.index == 12:
+            raise failure("model failed")
+        return _uneven(frame)
+
+    sink = AbortableSink()
+    if failure is KeyboardInterrupt:
+        stats = run(ListSource(100), process, [sink], live=False, workers=2)
+        assert stats.interrupted and sink.closed
+    else:
+        with pytest.raises(ValueError, match="model failed"):
+            run(ListSource(100), process, [sink], live=False, workers=2)
+        assert sink.aborted
+    assert [f.index for f in sink.frames] == list(range(12))

@@ -173,3 +173,21 @@ def test_written_colours_read_back_as_written(tmp_path):
     for i, colour in enumerate(colours):
         middle = decoded[32:64, 64 * i + 16:64 * i + 48].reshape(-1, 3).mean(axis=0)
         assert np.abs(middle - colour).max() < 6, (colour, middle)
+
+
+def test_preset_trades_speed_for_size(models, tmp_path):
+    """The default encoder is x264's fastest; --preset veryfast gives the smaller file of the
+    same frames, and a preset x264 does not know is refused."""
+    from livefilter.errors import LivefilterError
+    from livefilter.sinks.video_file import DEFAULT_X264_PRESET, VideoFileSink
+
+    assert DEFAULT_X264_PRESET == "ultrafast"
+    src = make_clip(tmp_path / "noisy.mkv", frames=30, width=320, height=240)
+    fast, small = tmp_path / "fast.mp4", tmp_path / "small.mp4"
+    assert convert(models, src, fast) == 0
+    assert convert(models, src, small, "--preset", "veryfast") == 0
+    assert probe(fast)["frames"] == probe(small)["frames"] == 30
+    assert small.stat().st_size < fast.stat().st_size
+    with pytest.raises(LivefilterError, match="unknown preset 'quick'"):
+        VideoFileSink(tmp_path / "x.mp4", preset="quick")
+    assert not any(p.name.startswith(".x.mp4") for p in tmp_path.iterdir())

