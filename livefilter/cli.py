@@ -126,7 +126,9 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--resolution", type=_positive_int, default=None, metavar="N",
                        help=f"internal short side in pixels (default: the one the style was trained "
                             f"for, else {DEFAULT_RESOLUTION})")
-    group.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for the model, in all (a conversion runs two frames at once on half each)")
+    group.add_argument("--threads", type=_positive_int, default=None,
+                       help="CPU threads for the model, in all (a conversion runs two frames at "
+                            "once on half of them each)")
     group.add_argument("--provider", default="cpu",
                        help="onnxruntime provider: cpu, cuda, coreml, dml, ... (falls back to cpu)")
     from livefilter.temporal import DEFAULT_MODE, DEFAULT_STRENGTH, MODES
