@@ -429,7 +429,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         engine = load_engine(args, threads)
         process, post = make_stages(engine, args)
         sink = VideoFileSink(out_path, template=src_path, fps=source.fps, size=source.size,
-                             overwrite=args.overwrite, audio=not args.no_audio, preset=args.preset)
+                             overwrite=args.overwrite, audio=not args.no_audio,
+                             preset=getattr(args, "preset", None))
     except BaseException:
         source.close()
         raise
