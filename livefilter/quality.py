@@ -295,7 +295,9 @@ class Controller:
     of the budget, 0.5 for a rung that was left before); the rung above is predicted to fit
     (its cost when it last ran, scaled by how the current rung's cost has changed since; a
     cost older than ``memory`` seconds is forgotten, as the load it was measured under has
-    likely changed, and 1.6 times this rung's cost stands in); and it is not in its back-off: each time a rung is left
+    likely changed; then this rung's cost times the start probe's ratio of the two rungs stands
+    in (`seed_costs`), or 1.6 times it for a rung the probe did not time); and it is not in its
+    back-off: each time a rung is left
     for being too slow shortly after it was entered, its back-off doubles (from
     ``backoff_start`` up to ``backoff_max``), so a load just between two rungs causes rarer
     and rarer tries instead of flapping. At least ``min_interval`` seconds between changes.
@@ -337,6 +339,7 @@ class Controller:
         self._blocked_until: dict[int, float] = {}
         self._ref_pending: int | None = None
         self._first: float | None = None  # the first frame seen
+        self._probe_cost: dict[int, float] = {}  # the start probe's frame cost per rung timed
 
     def retarget(self, count: int, level: int) -> None:
         """A new ladder (another style): forget what was learnt about the old one."""
@@ -344,6 +347,17 @@ class Controller:
         self.count, self.level = count, level
         self.__post_init__()
         self._last_change = last_change  # the 2 s spacing holds across a style switch too
+
+    def seed_costs(self, costs: dict[int, float]) -> None:
+        """What the start probe measured per rung (seconds a frame), all at one moment.
+
+        Until a rung has run live, its cost is predicted from these: the probe's ratio of that
+        rung to the current one, times the current rung's live cost. The ratio holds when the
+        load changes, where a fixed 1.6x guess does not: at 720p the step after the model costs
+        the same on every guided rung, so r192 to r256 costs 1.4x, and an idle run that had
+        started under load stayed on r192 for good.
+        """
+        self._probe_cost = {i: c for i, c in costs.items() if c > 0}
 
     def observe(self, processing: float, latency: float, dropped: int = 0) -> Change | None:
         """One written frame: its processing time, capture-to-sink latency (seconds) and the
@@ -424,6 +438,8 @@ class Controller:
         if up in self._cost and now - self._cost_time.get(up, now) <= self.memory:
             ref = self._cost_ref.get(up) or median
             predicted = self._cost[up] * (median / ref if ref > 0 else 1.0)
+        elif up in self._probe_cost and self.level in self._probe_cost:
+            predicted = self._probe_cost[up] * float(np.percentile(proc, 90)) / self._probe_cost[self.level]
         else:
             predicted = 1.6 * float(np.percentile(proc, 90))
         fits = predicted <= 0.85 * self.interval and p95 + (predicted - median) <= 0.85 * self.budget
@@ -655,6 +671,8 @@ class LiveStages:
         self.engine = self.pool.load(level)
         self._set_temporal(level)
         self.controller.level = chosen
+        self.controller.seed_costs({self._index_of(t["level"]): max(t["model_ms"], t["post_ms"]) / 1000
+                                    for t in self.start_probe})
         self.trace = [(0.0, level.name)]
         timed = self.start_probe[-1] if self.start_probe else {}
         log.info("quality: starting at %s (last rung timed: %s, model %s ms, after it %s ms; %s cores free)",
@@ -662,6 +680,9 @@ class LiveStages:
         for near in (chosen - 1, chosen + 1):  # the rungs it may move to next: a rung never built can't be climbed to
             if 0 <= near < len(self.ladder):
                 self.pool.request(self.ladder[near])
+
+    def _index_of(self, name: str) -> int:
+        return next(i for i, level in enumerate(self.ladder) if level.name == name)
 
     def process(self, frame: Frame) -> Frame:
         if self.pool.warm is None:

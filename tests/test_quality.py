@@ -431,3 +431,30 @@ def test_first_frame_picks_the_dearest_rung_that_fits_and_that_is_no_change():
     pinned = slow_stages([0.060, 0.004], quality="l0", calibrate=True, cpu_reader=lambda: None)
     pinned.process(Frame(image, capture_time=time.monotonic(), index=0))
     assert pinned.level.name == "l0" and pinned.start_probe == []  # a pinned level is never probed
+
+
+def test_the_start_probe_ratio_predicts_a_rung_never_run_live():
+    """An idle run that started under load (on rung 2) must climb when there is room. At 720p
+    the step after the model costs the same on every guided rung, so rung 1 costs 1.4x rung 2,
+    not the 1.6x guess: with the probe's ratio it climbs one rung, and no further, since the
+    probe says rung 0 would not fit."""
+    probe = {0: 0.034, 1: 0.0217, 2: 0.0154}
+    live = {0: 0.036, 1: 0.0245, 2: 0.0180}
+
+    def run(seeded: bool) -> Controller:
+        clock = SimClock()
+        ctl = Controller(3, 30.0, clock=clock, budget=0.080, level=2)
+        if seeded:
+            ctl.seed_costs(probe)
+        for i in range(120 * 30):
+            clock.t = i / 30
+            ctl.observe(live[ctl.level], 0.025)
+        return ctl
+
+    guessed, seeded = run(False), run(True)
+    assert guessed.level == 2 and guessed.changes == []  # 1.6 x 18 ms: over 0.85 of 33 ms
+    assert seeded.level == 1 and [(c.old, c.new) for c in seeded.changes] == [(2, 1)]
+    probed = slow_stages([0.060, 0.004, 0.001], calibrate=True, cpu_reader=lambda: None)
+    probed.process(Frame(np.zeros((8, 8, 3), np.uint8), capture_time=time.monotonic(), index=0))
+    assert sorted(probed.controller._probe_cost) == [0, 1]  # the rungs it timed seed the controller
+    assert probed.controller._probe_cost[0] >= 0.060
