@@ -414,6 +414,9 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
                 writer.put(out)
             else:
                 _write(post(out) if post is not None else out, sinks, stats, progress)
+        if in_order is not None:  # stopped: the frames already in flight are written too
+            for out in in_order.flush():
+                writer.put(out)
     except StopPipeline:
         stats.stopped_by_user = True
     except KeyboardInterrupt:
@@ -423,7 +426,7 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     finally:
         stop.set()
         if in_order is not None:
-            error = _finish_in_order(in_order, writer, error, stats)
+            in_order.close()  # after a failure the frames in flight are left unwritten
         _drain(frames)
         if processor is not None:  # it sees the stop flag within 0.1 s, or after its frame
             _drain(processor.out)
@@ -441,25 +444,6 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     if error is not None:
         raise error
     return stats
-
-
-def _finish_in_order(in_order: _InOrder, writer: _Writer, error: BaseException | None,
-                     stats: RunStats) -> BaseException | None:
-    """After a stop: frames already in flight are written (as on a live stop), unless the run
-    failed; then they are dropped. Returns the run's error, or the first one this raised."""
-    try:
-        if error is None:
-            for out in in_order.flush():
-                writer.put(out)
-    except StopPipeline:
-        stats.stopped_by_user = True
-    except KeyboardInterrupt:
-        stats.interrupted = True
-    except BaseException as exc:
-        error = exc
-    finally:
-        in_order.close()
-    return error
 
 
 def stages(engine: Callable, temporal: Callable | None
