@@ -90,6 +90,15 @@ def shrink(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
 
 
+def to_size(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``bgr`` at the model's ``size`` (w, h): the area filter's picture going down, linear going up."""
+    if bgr.shape[1::-1] == size:
+        return bgr
+    if size[0] * size[1] < bgr.shape[0] * bgr.shape[1]:
+        return shrink(bgr, size)
+    return cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+
+
 def weights_dirs() -> list[Path]:
     """Where styles live: inside the installed package, else the source tree's weights/."""
     here = Path(__file__).resolve().parent
@@ -425,11 +434,7 @@ class Engine:
             return self._paint_hd(bgr)
         height, width = bgr.shape[:2]
         iw, ih = self.internal_size(width, height)
-        if (iw, ih) == (width, height):
-            small = bgr
-        else:
-            shrinking = iw * ih < width * height
-            small = shrink(bgr, (iw, ih)) if shrinking else cv2.resize(bgr, (iw, ih), interpolation=cv2.INTER_LINEAR)
+        small = to_size(bgr, (iw, ih))
         if self.fixed_size is not None:
             th, tw = self.fixed_size
         else:
@@ -461,8 +466,7 @@ class Engine:
     def _paint_hd(self, bgr: np.ndarray) -> Painting:
         height, width = bgr.shape[:2]
         iw, ih = self.hd_size(width, height)
-        shrinking = iw * ih < width * height
-        small = shrink(bgr, (iw, ih)) if shrinking else cv2.resize(bgr, (iw, ih), interpolation=cv2.INTER_LINEAR)
+        small = to_size(bgr, (iw, ih))
         styled_planes, gains = self.session.run(["output", "gains"], {self.input_name: self._to_input(small)})
         return Painting(small, self._to_bgr8(styled_planes[0]), gains[0] if self.guided else None)
 

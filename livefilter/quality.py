@@ -629,6 +629,7 @@ class LiveStages:
         chosen = len(self.ladder) - 1
         last: tuple[float, int] | None = None  # (model + post seconds, resolution) of the last rung timed
         free: float | None = None
+        costs: dict[int, float] = {}  # each timed rung's frame cost, for the controller
         for i, level in enumerate(self.ladder[:-1]):  # the floor needs no timing: it is the fallback
             if last is not None:
                 # a rung predicted (by its pixels) at over twice what fits is skipped untimed:
@@ -658,6 +659,7 @@ class LiveStages:
                 timings.append((t1 - t0, time.perf_counter() - t1))
             model, post = min(t[0] for t in timings[2:]), min(t[1] for t in timings[2:])
             last = (model + post, level.resolution)
+            costs[i] = max(model, post)
             free = free_cores_between(before, self.cpu_reader(), time.thread_time() - cpu0,
                                       time.perf_counter() - wall0, cores)
             self.start_probe.append({"level": level.name, "model_ms": round(model * 1000, 1),
@@ -671,8 +673,7 @@ class LiveStages:
         self.engine = self.pool.load(level)
         self._set_temporal(level)
         self.controller.level = chosen
-        self.controller.seed_costs({self._index_of(t["level"]): max(t["model_ms"], t["post_ms"]) / 1000
-                                    for t in self.start_probe})
+        self.controller.seed_costs(costs)
         self.trace = [(0.0, level.name)]
         timed = self.start_probe[-1] if self.start_probe else {}
         log.info("quality: starting at %s (last rung timed: %s, model %s ms, after it %s ms; %s cores free)",
@@ -680,9 +681,6 @@ class LiveStages:
         for near in (chosen - 1, chosen + 1):  # the rungs it may move to next: a rung never built can't be climbed to
             if 0 <= near < len(self.ladder):
                 self.pool.request(self.ladder[near])
-
-    def _index_of(self, name: str) -> int:
-        return next(i for i, level in enumerate(self.ladder) if level.name == name)
 
     def process(self, frame: Frame) -> Frame:
         if self.pool.warm is None:
