@@ -358,11 +358,11 @@ class _RecordingSink:
         pass
 
 
-def _stage_kwargs(engine, temporal) -> dict:
+def _stage_kwargs(engine, temporal, i420: bool = False) -> dict:
     """The pipeline's ``process`` and ``post`` as the CLI wires them."""
     from livefilter.pipeline import stages
 
-    process, post = stages(engine, temporal)
+    process, post = stages(engine, temporal, i420)
     return {"process": process, "post": post}
 
 
@@ -481,7 +481,7 @@ def bench_convert(args: argparse.Namespace, engine, clip: Path, max_frames: int 
 
     with tempfile.TemporaryDirectory(prefix="livefilter-bench-") as tmp:
         sink = VideoFileSink(Path(tmp) / "out.mp4", template=clip, fps=source.fps, size=source.size)
-        stats = run_pipeline(source, sinks=[sink], live=False, stop_event=stop, **_stage_kwargs(engine, temporal),
+        stats = run_pipeline(source, sinks=[sink], live=False, stop_event=stop, **_stage_kwargs(engine, temporal, sink.takes_i420),
                              progress=progress, workers=workers)
     duration = stats.frames_written / source.fps
     return {

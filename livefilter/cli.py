@@ -355,9 +355,10 @@ def load_engine(args: argparse.Namespace, threads: int | None = None):
     return engine
 
 
-def make_stages(engine, args: argparse.Namespace
+def make_stages(engine, args: argparse.Namespace, i420: bool = False
                 ) -> tuple[Callable[[Frame], Frame], Callable[[Frame], Frame] | None]:
-    """The pipeline's ``process`` and ``post`` stages for the temporal options in ``args``."""
+    """The pipeline's ``process`` and ``post`` stages for the temporal options in ``args``;
+    ``i420`` when the only sink is an encoder that takes its layout."""
     temporal = None
     if getattr(args, "temporal", "off") != "off":
         from livefilter.temporal import make_temporal
@@ -368,7 +369,7 @@ def make_stages(engine, args: argparse.Namespace
             raise LivefilterError(str(exc)) from None
     from livefilter.pipeline import stages
 
-    return stages(engine, temporal)
+    return stages(engine, temporal, i420)
 
 
 class _GracefulStop:
@@ -427,7 +428,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         check_output(out_path, [src_path], args.overwrite)
         workers, threads = conversion_workers(args.threads)
         engine = load_engine(args, threads)
-        process, post = make_stages(engine, args)
+        process, post = make_stages(engine, args, i420=VideoFileSink.takes_i420)
         sink = VideoFileSink(out_path, template=src_path, fps=source.fps, size=source.size,
                              overwrite=args.overwrite, audio=not args.no_audio,
                              preset=getattr(args, "preset", None))

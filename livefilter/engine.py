@@ -74,6 +74,16 @@ class Painting:
             return styled
         return cv2.resize(styled, (width, height), interpolation=cv2.INTER_LINEAR)
 
+    def finish_i420(self, frame: np.ndarray, styled: np.ndarray | None = None,
+                    work: upsample.GuideBuffers | None = None) -> np.ndarray | None:
+        """`finish` written straight in I420 for an encoder, or None where that does not apply
+        (a plain file without gains, or an odd size): the caller then uses `finish`."""
+        height, width = frame.shape[:2]
+        if self.gains is None or height % 2 or width % 2:
+            return None
+        return upsample.guided_i420(frame, self.small, self.styled if styled is None else styled,
+                                    self.gains, work)
+
 
 def shrink(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``bgr`` brought down to ``size`` (w, h) as INTER_AREA would, at a fraction of its cost.

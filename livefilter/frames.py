@@ -22,6 +22,8 @@ class Frame:
 and for temporal stages that look at input motion. ``painting`` (an `engine.Painting`) is the
 model's result at its own size, carried from the engine to the temporal stage, which smooths it
 there before it is brought to the frame's size; ``image`` is then still the original.
+``format`` is "bgr24", or "yuv420p" when the last stage wrote ``image`` straight in the
+encoder's I420 layout ((H*3/2, W), H and W even) for a sink that takes it (`takes_i420`).
     """
 
     image: np.ndarray
@@ -31,10 +33,25 @@ there before it is brought to the frame's size; ``image`` is then still the orig
     index: int = 0
     original: np.ndarray | None = None
     painting: object | None = None
+    format: str = "bgr24"
 
     def with_image(self, image: np.ndarray) -> "Frame":
         """Same timing, new picture: what every processing stage returns."""
         return replace(self, image=image)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the picture, whatever its format."""
+        height, width = self.image.shape[:2]
+        return (width, height * 2 // 3) if self.format == "yuv420p" else (width, height)
+
+    def bgr(self) -> np.ndarray:
+        """The picture as BGR (H, W, 3), converted if the stage wrote I420."""
+        if self.format == "yuv420p":
+            import cv2
+
+            return cv2.cvtColor(self.image, cv2.COLOR_YUV2BGR_I420)
+        return self.image
 
     @property
     def seconds(self) -> float | None:

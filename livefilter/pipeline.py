@@ -446,14 +446,15 @@ def run(source, process: Callable[[Frame], Frame], sinks: Iterable, *, live: boo
     return stats
 
 
-def stages(engine: Callable, temporal: Callable | None
+def stages(engine: Callable, temporal: Callable | None, i420: bool = False
            ) -> tuple[Callable[[Frame], Frame], Callable[[Frame], Frame] | None]:
     """``process`` (the engine) and ``post`` (the temporal stage, or None) for `run`.
 
     Kept apart so file conversion can smooth and encode one frame while the model works on
     the next; ``post`` sees every frame in order, as the temporal stage requires. An engine
     with ``paint`` (livefilter's own) only paints in ``process``; ``post`` smooths the
-    painting and brings it to the frame's size (see `smooth_painting`).
+    painting and brings it to the frame's size (see `smooth_painting`), in I420 when ``i420``
+    (every sink takes it: see `sinks_take_i420`).
     """
     paint = getattr(engine, "paint", None)
     if paint is not None:
@@ -463,7 +464,7 @@ def stages(engine: Callable, temporal: Callable | None
             return replace(frame, painting=paint(frame.image), original=frame.image)
 
         def finish(frame: Frame) -> Frame:
-            return smooth_painting(frame, temporal, work)
+            return smooth_painting(frame, temporal, work, i420)
 
         return paint_frame, finish
 
@@ -476,18 +477,30 @@ def stages(engine: Callable, temporal: Callable | None
     return process, (post if temporal is not None else None)
 
 
-def smooth_painting(frame: Frame, temporal: Callable | None, work: GuideBuffers | None = None) -> Frame:
+def sinks_take_i420(sinks: list) -> bool:
+    """True when every sink takes frames already in I420 (an encoder): the last stage can then
+    write that layout itself, at half the full-size work, and no sink converts again."""
+    return bool(sinks) and all(getattr(sink, "takes_i420", False) for sink in sinks)
+
+
+def smooth_painting(frame: Frame, temporal: Callable | None, work: GuideBuffers | None = None,
+                    i420: bool = False) -> Frame:
     """The temporal stage on the model's picture at its own size, then the frame-size step.
 
     The model's flicker lives at its size; the full-size step adds the frame's own detail,
     which is as steady as the camera, so smoothing there costs a fraction of smoothing the
     full frame, for the same calm. ``work`` is the stream's full-size buffers. A frame without
-    a painting (paused, or processed by a plain engine) passes through unchanged.
+    a painting (paused, or processed by a plain engine) passes through unchanged. ``i420``
+    asks for the encoder's layout, where the painting allows it (`Painting.finish_i420`).
     """
     painting = frame.painting
     if painting is None:
         return frame
     styled = painting.styled if temporal is None else temporal(painting.small, painting.styled)
+    if i420:
+        image = painting.finish_i420(frame.original, styled, work)
+        if image is not None:
+            return replace(frame, image=image, painting=None, format="yuv420p")
     return replace(frame, image=painting.finish(frame.original, styled, work), painting=None)
 
 

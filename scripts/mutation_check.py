@@ -74,13 +74,13 @@ MUTATIONS: list[Mutation] = [
              "else frame.image\n        if image.shape[1::-1] != self._size:",
              ("tests/test_cli_live.py::test_video_writes_the_engines_smoothed_output",)),
     Mutation("camera --record writes the unfiltered picture", "livefilter/sinks/video_file.py",
-             "        image = frame.image\n        if image.shape[1::-1] != self._size:",
-             "        image = frame.original if frame.original is not None and self.template is None "
-             "else frame.image\n        if image.shape[1::-1] != self._size:",
+             "        image = frame.image if i420 else frame.bgr()\n",
+             "        image = (frame.original if frame.original is not None and self.template is None "
+             "else frame.image if i420 else frame.bgr())\n",
              ("tests/test_cli_live.py::test_camera_virtual_and_record_send_every_shown_frame_filtered",)),
     Mutation("engine skipped in video", "livefilter/cli.py",
-             "        process, post = make_stages(engine, args)\n        sink = VideoFileSink(",
-             "        process, post = make_stages(lambda image: image, args)\n        sink = VideoFileSink(",
+             "        process, post = make_stages(engine, args, i420=VideoFileSink.takes_i420)\n",
+             "        process, post = make_stages(lambda image: image, args, i420=VideoFileSink.takes_i420)\n",
              ("tests/test_cli_live.py::test_video_writes_the_engines_smoothed_output",)),
     Mutation("virtual camera sends every other frame", "livefilter/sinks/virtualcam.py",
              "            self._pending = self._latest = image\n            self._cond.notify_all()\n\n    def write",

@@ -16,7 +16,7 @@ from livefilter.engine import Engine, Painting
 from livefilter.frames import Frame
 from livefilter.pipeline import run, stages
 from livefilter.temporal import make_temporal
-from livefilter.upsample import GuideBuffers, guided
+from livefilter.upsample import GuideBuffers, guided, guided_i420
 
 REPO = Path(__file__).resolve().parents[1]
 HD = REPO / "weights" / "hayao.onnx"
@@ -186,3 +186,57 @@ def test_a_style_runs_from_its_int8_file_only_when_that_is_an_hd_file(tmp_path: 
     assert preferred_file(alone) == alone
     (tmp_path / "hayao_int8.onnx").write_bytes(plain_students["int8"].read_bytes())
     assert preferred_file(alone) == alone
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0 ** 2 / max(1e-9, np.mean((a.astype(np.float64) - b) ** 2))))
+
+
+def test_the_i420_step_is_the_bgr_step_in_the_encoders_layout() -> None:
+    """Y at full size, U and V at half: the same picture as the BGR step converted by OpenCV."""
+    engine = Engine(HD, threads=1)
+    frame = _picture(720, 1280, seed=3)
+    p = engine.paint(frame)
+    want = cv2.cvtColor(guided(frame, p.small, p.styled, p.gains), cv2.COLOR_BGR2YUV_I420)
+    work = GuideBuffers()
+    got = p.finish_i420(frame, work=work)
+    assert got.shape == (1080, 1280) and got.dtype == np.uint8
+    assert _psnr(got[:720], want[:720]) > 45 and _psnr(got[720:], want[720:]) > 40
+    assert np.array_equal(got, guided_i420(frame, p.small, p.styled, p.gains))
+    assert got is not p.finish_i420(frame, work=work)  # never a kept buffer
+
+
+def test_the_i420_step_declines_odd_sizes_and_plain_files(plain_students: dict[str, Path]) -> None:
+    frame = _picture(361, 643)
+    assert Engine(HD, threads=1).paint(frame).finish_i420(frame) is None
+    even = _picture(360, 640)
+    assert Engine(plain_students["fp32"], threads=1).paint(even).finish_i420(even) is None
+    with pytest.raises(ValueError, match="even size"):
+        p = Engine(HD, threads=1).paint(frame)
+        guided_i420(frame, p.small, p.styled, p.gains)
+
+
+@pytest.mark.parametrize("size", [(720, 1280), (361, 643)])
+def test_stages_for_an_encoder_write_i420_where_the_size_allows(size: tuple[int, int]) -> None:
+    engine = Engine(HD, threads=1)
+    process, post = stages(engine, make_temporal("flow", 0.9), i420=True)
+    _, bgr_post = stages(engine, make_temporal("flow", 0.9))
+    for i in range(2):
+        image = _picture(*size, seed=i)
+        out = post(process(Frame(image, 0.0, index=i)))
+        ref = bgr_post(process(Frame(image, 0.0, index=i)))
+        assert out.size == ref.size == (size[1], size[0])
+        assert out.format == ("yuv420p" if size[0] % 2 == 0 else "bgr24")
+        assert out.bgr().shape == image.shape and _psnr(out.bgr(), ref.image) > 38
+
+
+def test_only_encoders_take_i420() -> None:
+    from livefilter.pipeline import sinks_take_i420
+    from livefilter.sinks.video_file import VideoFileSink
+
+    class Screen:
+        def write(self, frame: Frame) -> None:
+            pass
+
+    encoder = VideoFileSink.__new__(VideoFileSink)
+    assert sinks_take_i420([encoder]) and not sinks_take_i420([encoder, Screen()]) and not sinks_take_i420([])

@@ -191,3 +191,35 @@ def test_preset_trades_speed_for_size(models, tmp_path):
     with pytest.raises(LivefilterError, match="unknown preset 'quick'"):
         VideoFileSink(tmp_path / "x.mp4", preset="quick")
     assert not any(p.name.startswith(".x.mp4") for p in tmp_path.iterdir())
+
+
+def test_i420_frames_are_written_as_they_are(tmp_path):
+    """A stage that already wrote I420 gives the file the BGR frame would; a frame of another
+    size mid-stream is converted back and resized, like a BGR one."""
+    import av
+    import cv2
+    import numpy as np
+
+    from livefilter.frames import Frame
+    from livefilter.sinks.video_file import VideoFileSink
+
+    rng = np.random.default_rng(0)
+    image = cv2.resize(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8), (160, 96), interpolation=cv2.INTER_CUBIC)
+    i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+    decoded = {}
+    for name, frames in {
+        "bgr": [Frame(image=image, capture_time=0.0, pts=i, time_base=Fraction(1, 30)) for i in range(3)],
+        "i420": [Frame(image=i420, capture_time=0.0, pts=i, time_base=Fraction(1, 30), format="yuv420p")
+                 for i in range(2)] + [Frame(image=cv2.cvtColor(cv2.resize(image, (80, 48)), cv2.COLOR_BGR2YUV_I420),
+                                             capture_time=0.0, pts=2, time_base=Fraction(1, 30), format="yuv420p")],
+    }.items():
+        out = tmp_path / f"{name}.mp4"
+        sink = VideoFileSink(out, fps=30)
+        for frame in frames:
+            sink.write(frame)
+        sink.close()
+        with av.open(str(out)) as container:
+            decoded[name] = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert [d.shape for d in decoded["i420"]] == [(96, 160, 3)] * 3
+    assert np.abs(decoded["i420"][0].astype(int) - decoded["bgr"][0]).mean() < 1.0
+    assert np.abs(decoded["i420"][2].astype(int) - decoded["bgr"][2]).mean() < 12

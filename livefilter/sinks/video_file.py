@@ -122,6 +122,8 @@ def check_output(path: Path, inputs: list[Path], overwrite: bool) -> str:
 class VideoFileSink:
     """Encodes frames to ``path``; audio from ``template`` (usually the input file) when present."""
 
+    takes_i420 = True  # frames already in the encoder's layout are written as they are
+
     def __init__(self, path: str | Path, template: str | Path | None = None, fps: float | None = None,
                  size: tuple[int, int] | None = None, overwrite: bool = False,
                  audio: bool = True, preset: str | None = None) -> None:
@@ -164,7 +166,7 @@ class VideoFileSink:
     def _start(self, frame: Frame) -> None:
         import av
 
-        height, width = frame.image.shape[:2]
+        width, height = frame.size
         self._tb = frame.time_base or Fraction(1, 1000)
         self._size = (width, height)
         even = (width + width % 2, height + height % 2)
@@ -242,15 +244,17 @@ class VideoFileSink:
             raise RuntimeError("write() after close()")
         if self._container is None:
             self._start(frame)
-        image = frame.image
-        if image.shape[1::-1] != self._size:
+        i420 = (frame.format == "yuv420p" and frame.size == self._size
+                and (self._video.width, self._video.height) == self._size)
+        image = frame.image if i420 else frame.bgr()
+        if not i420 and image.shape[1::-1] != self._size:
             if not self._warned_resize:
                 log.warning("frame size changed mid-stream; resizing to %dx%d", *self._size)
                 self._warned_resize = True
             import cv2
 
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
-        if (self._video.width, self._video.height) != self._size:
+        if not i420 and (self._video.width, self._video.height) != self._size:
             pad_h, pad_w = self._video.height - image.shape[0], self._video.width - image.shape[1]
             image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         if frame.pts is not None and frame.time_base is not None:
@@ -260,7 +264,8 @@ class VideoFileSink:
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
-        out = _to_video_frame(image, self._video.pix_fmt)
+        out = (av.VideoFrame.from_ndarray(image, format="yuv420p") if i420
+               else _to_video_frame(image, self._video.pix_fmt))
         out.pts = pts
         out.time_base = self._tb
         seconds = float(pts * self._tb)

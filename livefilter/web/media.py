@@ -226,7 +226,7 @@ def convert_clip(src: Path, out: Path, engine: Callable, temporal_mode: str, str
         temporal = make_temporal(temporal_mode, strength)
     source = FileSource(src)
     try:
-        process, post = stages(engine, temporal)
+        process, post = stages(engine, temporal, VideoFileSink.takes_i420)
         sink = VideoFileSink(out, template=src, fps=source.fps, size=source.size, overwrite=True)
     except BaseException:
         source.close()
