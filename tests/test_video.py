@@ -169,7 +169,10 @@ def test_written_colours_read_back_as_written(tmp_path):
         sink.write(Frame(image=image, capture_time=0.0, pts=i, time_base=Fraction(1, 30)))
     sink.close()
     with av.open(str(out)) as container:
-        decoded = next(container.decode(video=0)).to_ndarray(format="bgr24")
+        first = next(container.decode(video=0))
+        decoded = first.to_ndarray(format="bgr24")
+    # the stream says BT.601 limited range, so a player that would guess BT.709 for HD does not
+    assert (first.colorspace, first.color_range) == (6, 1)
     for i, colour in enumerate(colours):
         middle = decoded[32:64, 64 * i + 16:64 * i + 48].reshape(-1, 3).mean(axis=0)
         assert np.abs(middle - colour).max() < 6, (colour, middle)

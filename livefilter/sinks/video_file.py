@@ -53,6 +53,8 @@ CONTAINER_OPTIONS = {
     "mp4": {"movflags": MOV_FLAGS, "frag_duration": "1000000", "movie_timescale": "48000"},
     "mov": {"movflags": MOV_FLAGS, "frag_duration": "1000000", "movie_timescale": "48000"},
 }
+_SMPTE170M = 6  # FFmpeg's AVCOL_SPC_SMPTE170M: the BT.601 matrix
+_MPEG_RANGE = 1  # AVCOL_RANGE_MPEG: limited range (16-235)
 AUDIO_LEAD = 0.25  # seconds of audio muxed ahead of the video, so players start with both
 
 
@@ -185,6 +187,11 @@ class VideoFileSink:
         stream = self._container.add_stream(codec, rate=rate, options=options)
         stream.width, stream.height = even
         stream.pix_fmt = "yuv420p"
+        # Say which matrix the pixels use (OpenCV's and FFmpeg's BT.601, limited range): players
+        # that guess take BT.709 for HD, which shifts reds and greens. Primaries stay unsaid:
+        # they are the input's, which the conversion to BGR did not change.
+        stream.codec_context.colorspace = _SMPTE170M
+        stream.codec_context.color_range = _MPEG_RANGE
         stream.time_base = self._tb
         stream.codec_context.time_base = self._tb
         self._video = stream
