@@ -356,8 +356,17 @@ class Controller:
         load changes, where a fixed 1.6x guess does not: at 720p the step after the model costs
         the same on every guided rung, so r192 to r256 costs 1.4x, and an idle run that had
         started under load stayed on r192 for good.
+
+        A cheaper rung never counts as dearer than one above it: under load one timing can
+        catch a burst (a 720p probe timed r192 at 19 ms after the model, r256 at 16), and then
+        the controller held the cheap rung for 30 s for nothing.
         """
-        self._probe_cost = {i: c for i, c in costs.items() if c > 0}
+        self._probe_cost = {}
+        dearest = float("inf")
+        for i in sorted(costs):  # rung 0 is the dearest
+            if costs[i] > 0:
+                dearest = min(dearest, costs[i])
+                self._probe_cost[i] = dearest
 
     def observe(self, processing: float, latency: float, dropped: int = 0) -> Change | None:
         """One written frame: its processing time, capture-to-sink latency (seconds) and the

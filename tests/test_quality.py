@@ -454,6 +454,9 @@ def test_the_start_probe_ratio_predicts_a_rung_never_run_live():
     guessed, seeded = run(False), run(True)
     assert guessed.level == 2 and guessed.changes == []  # 1.6 x 18 ms: over 0.85 of 33 ms
     assert seeded.level == 1 and [(c.old, c.new) for c in seeded.changes] == [(2, 1)]
+    noisy = Controller(4, 30.0, clock=SimClock(), level=3)
+    noisy.seed_costs({0: 0.028, 1: 0.0165, 2: 0.0192, 3: 0.0081})  # r192 caught a burst
+    assert noisy._probe_cost == {0: 0.028, 1: 0.0165, 2: 0.0165, 3: 0.0081}
     probed = slow_stages([0.060, 0.004, 0.001], calibrate=True, cpu_reader=lambda: None)
     probed.process(Frame(np.zeros((8, 8, 3), np.uint8), capture_time=time.monotonic(), index=0))
     assert sorted(probed.controller._probe_cost) == [0, 1]  # the rungs it timed seed the controller
