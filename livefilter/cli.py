@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("--no-audio", action="store_true", help="leave the audio out")
     vid.add_argument("--preset", choices=X264_PRESETS, default=DEFAULT_X264_PRESET,
                      help=f"H.264 encoder speed (default {DEFAULT_X264_PRESET}: fastest; veryfast makes "
-                          f"a file about 2.4x smaller for about 15%% more time)")
+                          f"a file about 2.4x smaller for about 20%% more time)")
     vid.set_defaults(func=cmd_video)
 
     img = sub.add_parser("image", parents=[common], help="convert a picture or a folder of pictures",

