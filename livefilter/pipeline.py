@@ -454,7 +454,7 @@ def stages(engine: Callable, temporal: Callable | None, i420: bool = False
     the next; ``post`` sees every frame in order, as the temporal stage requires. An engine
     with ``paint`` (livefilter's own) only paints in ``process``; ``post`` smooths the
     painting and brings it to the frame's size (see `smooth_painting`), in I420 when ``i420``
-    (every sink takes it: see `sinks_take_i420`).
+    (the only sink is an encoder that takes it: `VideoFileSink.takes_i420`).
     """
     paint = getattr(engine, "paint", None)
     if paint is not None:
@@ -475,12 +475,6 @@ def stages(engine: Callable, temporal: Callable | None, i420: bool = False
         return replace(frame, image=temporal(frame.original, frame.image))
 
     return process, (post if temporal is not None else None)
-
-
-def sinks_take_i420(sinks: list) -> bool:
-    """True when every sink takes frames already in I420 (an encoder): the last stage can then
-    write that layout itself, at half the full-size work, and no sink converts again."""
-    return bool(sinks) and all(getattr(sink, "takes_i420", False) for sink in sinks)
 
 
 def smooth_painting(frame: Frame, temporal: Callable | None, work: GuideBuffers | None = None,

@@ -228,15 +228,3 @@ def test_stages_for_an_encoder_write_i420_where_the_size_allows(size: tuple[int,
         assert out.size == ref.size == (size[1], size[0])
         assert out.format == ("yuv420p" if size[0] % 2 == 0 else "bgr24")
         assert out.bgr().shape == image.shape and _psnr(out.bgr(), ref.image) > 38
-
-
-def test_only_encoders_take_i420() -> None:
-    from livefilter.pipeline import sinks_take_i420
-    from livefilter.sinks.video_file import VideoFileSink
-
-    class Screen:
-        def write(self, frame: Frame) -> None:
-            pass
-
-    encoder = VideoFileSink.__new__(VideoFileSink)
-    assert sinks_take_i420([encoder]) and not sinks_take_i420([encoder, Screen()]) and not sinks_take_i420([])
