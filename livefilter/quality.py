@@ -137,7 +137,7 @@ def rung_fits(model: float, post: float, interval: float, free_cores: float | No
 
 def free_cores_between(before: tuple[float, float] | None, after: tuple[float, float] | None,
                        own_cpu: float, wall: float, cores: int) -> float | None:
-    """Cores not used by others while one thread of ours ran for ``wall`` s using ``own_cpu``."""
+    """Cores not used by other programs over ``wall`` s in which ours used ``own_cpu`` s of CPU."""
     if before is None or after is None or wall <= 0:
         return None
     total = after[1] - before[1]
@@ -301,6 +301,12 @@ class Controller:
     for being too slow shortly after it was entered, its back-off doubles (from
     ``backoff_start`` up to ``backoff_max``), so a load just between two rungs causes rarer
     and rarer tries instead of flapping. At least ``min_interval`` seconds between changes.
+    The back-off is lifted early when the machine's CPU counters show the load has gone
+    (`note_free_cores`): for ``up_after`` seconds the other programs have left at least
+    ``load_gone`` more cores free than when the rung was left. The frame cost alone cannot
+    tell: at 720p under a call's load the top rung's frames took as long as on an idle machine
+    (the load shows as late and dropped frames), and a 30-minute run reached the top 15-105 s
+    after each load had stopped.
     """
 
     count: int
@@ -320,6 +326,7 @@ class Controller:
     backoff_start: float = 10.0
     backoff_max: float = 120.0
     drop_limit: float = 0.03
+    load_gone: float = 0.4
     ready: Callable[[int], bool] = lambda _i: True
     changes: list[Change] = field(default_factory=list)
     floor_overloaded: str | None = None  # set when the cheapest level is too slow as well
@@ -340,6 +347,8 @@ class Controller:
         self._ref_pending: int | None = None
         self._first: float | None = None  # the first frame seen
         self._probe_cost: dict[int, float] = {}  # the start probe's frame cost per rung timed
+        self._free: deque[tuple[float, float]] = deque()  # (when, cores the other programs leave)
+        self._free_at_leave: dict[int, float] = {}  # those cores when a rung was left as too slow
 
     def retarget(self, count: int, level: int) -> None:
         """A new ladder (another style): forget what was learnt about the old one."""
@@ -367,6 +376,27 @@ class Controller:
             if costs[i] > 0:
                 dearest = min(dearest, costs[i])
                 self._probe_cost[i] = dearest
+
+    def note_free_cores(self, free: float) -> None:
+        """The cores other programs left free since the last reading (from the CPU counters)."""
+        now = self.clock()
+        self._free.append((now, free))
+        while self._free and now - self._free[0][0] > max(self.window, self.up_after):
+            self._free.popleft()
+
+    def _free_over(self, now: float, seconds: float) -> list[float]:
+        """Readings of the last ``seconds``, or none if they do not span most of it."""
+        span = [f for t, f in self._free if now - t <= seconds]
+        if len(span) < 2 or now - min(t for t, _ in self._free if now - t <= seconds) < 0.75 * seconds:
+            return []
+        return span
+
+    def _load_went_away(self, rung: int, now: float) -> bool:
+        """Whether the load that pushed ``rung`` off has gone: ``load_gone`` more cores free
+        throughout the last ``up_after`` seconds than when it was left."""
+        before = self._free_at_leave.get(rung)
+        span = self._free_over(now, self.up_after)
+        return before is not None and bool(span) and min(span) >= before + self.load_gone
 
     def observe(self, processing: float, latency: float, dropped: int = 0) -> Change | None:
         """One written frame: its processing time, capture-to-sink latency (seconds) and the
@@ -430,8 +460,13 @@ class Controller:
 
     def _maybe_up(self, now: float, median: float) -> Change | None:
         up = self.level - 1
-        if now < self._blocked_until.get(up, -float("inf")) or not self.ready(up):
+        if not self.ready(up):
             return None
+        if now < self._blocked_until.get(up, -float("inf")):
+            if not self._load_went_away(up, now):
+                return None
+            del self._blocked_until[up]  # its back-off was for a load that has gone
+            self._free_at_leave.pop(up, None)
         start = self._since + self.settle
         span = [s for s in self._samples if s[0] >= start and now - s[0] <= self.up_after]
         if not span or now - span[0][0] < 0.9 * self.up_after:
@@ -466,6 +501,11 @@ class Controller:
             backoff = min(self.backoff_max, previous * 2) if (previous and quick_fail) else self.backoff_start
             self._backoff[old] = backoff
             self._blocked_until[old] = now + backoff
+            free = self._free_over(now, self.window)
+            if free:
+                self._free_at_leave[old] = float(np.median(free))
+            else:
+                self._free_at_leave.pop(old, None)
         self._cost[old] = median
         self._cost_time[old] = now
         # The dear rung's cost is judged later against the cheap rung's cost measured now-ish:
@@ -496,9 +536,11 @@ class LiveStages:
                  fps: float, quality: str = AUTO, budget: float = DEFAULT_BUDGET_MS / 1000,
                  styles: Sequence[tuple[str, Path]] = (), style_name: str | None = None,
                  clock: Callable[[], float] = time.monotonic, calibrate: bool = False,
-                 cpu_reader: Callable[[], tuple[float, float] | None] = cpu_jiffies) -> None:
+                 cpu_reader: Callable[[], tuple[float, float] | None] = cpu_jiffies,
+                 own_cpu: Callable[[], float] = time.process_time, cores: int | None = None) -> None:
         self.ladder_for, self.temporal_factory, self.clock = ladder_for, temporal_factory, clock
-        self.cpu_reader = cpu_reader
+        self.cpu_reader, self.own_cpu, self.cores = cpu_reader, own_cpu, cores or os.cpu_count() or 1
+        self._cpu_mark: tuple[float, tuple[float, float] | None, float] | None = None
         self.pool = EnginePool(engine_factory)
         self.styles = list(styles)
         self.style_name = style_name or Path(model).stem
@@ -633,7 +675,7 @@ class LiveStages:
         the other programs leave. The controller still corrects a wrong guess, one step at a time.
         """
         interval = self.controller.interval
-        cores = os.cpu_count() or 1
+        cores = self.cores
         before, wall0, cpu0 = self.cpu_reader(), time.perf_counter(), time.thread_time()
         chosen = len(self.ladder) - 1
         last: tuple[float, int] | None = None  # (model + post seconds, resolution) of the last rung timed
@@ -728,6 +770,7 @@ class LiveStages:
             self._dropped = 0
             return
         now = self.clock()
+        self._read_free_cores(now)
         latency = now - frame.capture_time
         cost = timing[0] if timing[1] is None else max(timing[0], now - timing[1])
         change = self.controller.observe(cost, latency, self._dropped)
@@ -743,6 +786,19 @@ class LiveStages:
                 old, new = self.ladder[change.old], self.ladder[change.new]
                 log.info("quality %s -> %s (%s)", old.name, new.name, change.reason)
                 self._set_level(change.new, at=change.t)
+
+    def _read_free_cores(self, now: float, every: float = 0.5) -> None:
+        """Every ``every`` s: the cores other programs left free (the machine's CPU time less
+        this process's), for the controller to see a load come and go."""
+        if self._cpu_mark is not None and now - self._cpu_mark[0] < every:
+            return
+        mark = (now, self.cpu_reader(), self.own_cpu())
+        if self._cpu_mark is not None:
+            then, before, own = self._cpu_mark
+            free = free_cores_between(before, mark[1], mark[2] - own, now - then, self.cores)
+            if free is not None:
+                self.controller.note_free_cores(free)
+        self._cpu_mark = mark
 
     @property
     def meter(self) -> "LevelMeter":

@@ -182,6 +182,48 @@ def test_a_pessimistic_prediction_still_lets_it_climb_back_once_there_is_room():
     assert ctl.level == 0 and ctl.changes[-1].t < ctl.changes[0].t + ctl.memory + 10
 
 
+def latency_load_run(free_readings: bool, seconds: float = 260.0) -> Controller:
+    """A call's load that shows only as late frames on the top rung (its frames take as long as
+    on an idle machine, as measured at 720p): on for 150 s, so the top rung is tried and left
+    again and again and its back-off grows, then off. ``free_readings``: the machine's CPU
+    counters are read every 0.5 s (0.9 cores left free under load, 1.95 without)."""
+    clock = SimClock()
+    ctl = Controller(3, 30.0, clock=clock, budget=0.080)
+    for i in range(int(seconds * 30)):
+        clock.t = i / 30
+        loaded = clock.t < 150
+        if free_readings and i % 15 == 0:
+            ctl.note_free_cores(0.9 if loaded else 1.95)
+        late = loaded and ctl.level == 0
+        ctl.observe(0.020 if ctl.level == 0 else 0.012, 0.110 if late else 0.025)
+    return ctl
+
+
+def test_the_back_off_is_lifted_when_the_cpu_counters_show_the_load_has_gone():
+    for ctl in (latency_load_run(False), latency_load_run(True)):
+        under_load = [c for c in ctl.changes if c.t < 150]
+        assert [c.new for c in under_load][:1] == [1] and sum(c.new == 0 for c in under_load) >= 2
+        assert ctl.level == 0 and spacing_ok(ctl)
+    without, with_counters = (next(c.t for c in ctl.changes if c.t >= 150 and c.new == 0)
+                              for ctl in (latency_load_run(False), latency_load_run(True)))
+    assert without > 150 + 20  # the back-off grown under load holds the cheap rung
+    assert with_counters < 150 + 10  # the load has gone: back up after ``up_after`` seconds
+    # No readings taken while the rung was left: the back-off runs its course as before.
+    ctl = Controller(2, 30.0, clock=SimClock())
+    assert ctl._load_went_away(0, 10.0) is False
+
+
+def test_live_stages_read_the_cores_other_programs_leave():
+    counters = iter([(0.0, 0.0), (120.0, 200.0), (300.0, 400.0)])  # (busy, total) jiffies, 2 cores
+    own = iter([0.0, 0.5, 1.5])  # this process's CPU seconds
+    stages = slow_stages([0.010, 0.004], cpu_reader=lambda: next(counters), own_cpu=lambda: next(own), cores=2)
+    stages._read_free_cores(0.0)
+    stages._read_free_cores(0.2)  # too soon: no reading taken
+    stages._read_free_cores(1.0)  # 1.2 cores busy, 0.5 of them ours: others use 0.7
+    stages._read_free_cores(2.0)  # 1.8 busy, 1.0 ours: others use 0.8
+    assert [round(f, 3) for _t, f in stages.controller._free] == [1.3, 1.2]
+
+
 def test_waits_for_the_next_engine_to_be_ready():
     ready = {1: False}
     clock = SimClock()
