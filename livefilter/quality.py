@@ -383,6 +383,13 @@ class Controller:
         self._free.append((now, free))
         while self._free and now - self._free[0][0] > max(self.window, self.up_after):
             self._free.popleft()
+        # The reference for a rung left under load is the least free the load has left since:
+        # on the dear rung the other programs got less than they wanted, on the cheaper one all.
+        recent = self._free_over(now, self.window)
+        if recent:
+            level = float(np.median(recent))
+            for rung, before in self._free_at_leave.items():
+                self._free_at_leave[rung] = min(before, level)
 
     def _free_over(self, now: float, seconds: float) -> list[float]:
         """Readings of the last ``seconds``, or none if they do not span most of it."""
@@ -393,7 +400,7 @@ class Controller:
 
     def _load_went_away(self, rung: int, now: float) -> bool:
         """Whether the load that pushed ``rung`` off has gone: ``load_gone`` more cores free
-        throughout the last ``up_after`` seconds than when it was left."""
+        throughout the last ``up_after`` seconds than when it was left (or since, if fewer)."""
         before = self._free_at_leave.get(rung)
         span = self._free_over(now, self.up_after)
         return before is not None and bool(span) and min(span) >= before + self.load_gone
