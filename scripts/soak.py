@@ -179,8 +179,28 @@ def soak(args: argparse.Namespace) -> dict:
     gaps = [b - a for a, b in zip(changes, changes[1:])]
     summary.update({"quality": args.quality, "level_trace": stages.trace, "level_changes": len(changes),
                     "min_change_gap_s": round(min(gaps), 2) if gaps else None, "loads": loads})
+    if switcher is not None:  # trace times count from the stages' start, the load's from its own
+        summary["back_to_top_s"] = back_to_top(stages.trace, args.load_period, stages.ladder[0].name,
+                                               offset=switcher.started - stages.started, end=duration)
     summary["ok"] = summary["ok"] and all(g >= 2.0 - 0.002 for g in gaps)  # trace times are rounded to ms
     return summary
+
+
+def back_to_top(trace: list[tuple[float, str]], period: float, top: str, offset: float = 0.0,
+                end: float = float("inf")) -> list[float | None]:
+    """For each quiet spell (the load off from ``offset + (2k+1) period`` for ``period`` s), the
+    seconds until the level was ``top``: 0 if it already was, None if it never got there."""
+    out: list[float | None] = []
+    k = 0
+    while (quiet := offset + (2 * k + 1) * period) < offset + end:
+        level = next((name for t, name in reversed(trace) if t <= quiet), trace[0][1])
+        if level == top:
+            out.append(0.0)
+        else:
+            reached = [t for t, name in trace if quiet < t < quiet + period and name == top]
+            out.append(round(reached[0] - quiet, 1) if reached else None)
+        k += 1
+    return out
 
 
 class LoadSwitcher:
@@ -335,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(max growth {summary['rss_growth_mb']} MB, limit {summary['max_growth_mb']}), "
           f"latency p50 {summary['latency_p50_first_ms']} -> {summary['latency_p50_last_ms']} ms, "
           f"{summary['level_changes']} level changes (closest {summary['min_change_gap_s']} s apart), "
-          f"{summary['frames_shown']} frames shown, {summary['frames_dropped']} dropped", file=sys.stderr)
+          f"{summary['frames_shown']} frames shown, {summary['frames_dropped']} dropped"
+          + (f"; back to the top level {summary['back_to_top_s']} s after each load stopped"
+             if "back_to_top_s" in summary else ""), file=sys.stderr)
     return 0 if summary["ok"] else 1
 
 

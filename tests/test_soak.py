@@ -54,6 +54,15 @@ def test_verdict_fails_on_growth_over_the_limit():
     assert flat["ok"] and flat["rss_growth_mb"] == 5.0
 
 
+def test_back_to_top_counts_from_each_quiet_spell():
+    soak = load_script()
+    trace = [(0.0, "r192"), (5.0, "hd"), (12.0, "r256"), (40.0, "r192"), (75.0, "hd"), (130.0, "r256")]
+    # load on 0-30, off 30-60, on 60-90, off 90-120, on 120-150, off 150-180 (0.5 s late)
+    assert soak.back_to_top(trace, 30.0, "hd", offset=0.5, end=180.0) == [None, 0.0, None]
+    assert soak.back_to_top(trace + [(160.0, "hd")], 30.0, "hd", offset=0.5, end=180.0) == [None, 0.0, 9.5]
+    assert soak.back_to_top([(0.0, "hd")], 30.0, "hd", end=60.0) == [0.0]
+
+
 def test_rss_is_read():
     assert load_script().rss_mb() > 1
 
