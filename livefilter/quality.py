@@ -147,6 +147,29 @@ def free_cores_between(before: tuple[float, float] | None, after: tuple[float, f
     return max(0.0, cores - max(0.0, busy - own_cpu / wall))
 
 
+class FreeCoresMeter:
+    """Every ``every`` s, the cores other programs left free since the last reading: the
+    machine's CPU time (``cpu_reader``, /proc/stat) less this process's (``own_cpu``)."""
+
+    def __init__(self, cpu_reader: Callable[[], tuple[float, float] | None] = cpu_jiffies,
+                 own_cpu: Callable[[], float] = time.process_time, cores: int | None = None,
+                 every: float = 0.5) -> None:
+        self.cpu_reader, self.own_cpu, self.every = cpu_reader, own_cpu, every
+        self.cores = cores or os.cpu_count() or 1
+        self._mark: tuple[float, tuple[float, float] | None, float] | None = None
+
+    def __call__(self, now: float) -> float | None:
+        """A new reading at ``now`` (seconds, any clock), or None if too soon or unknown."""
+        if self._mark is not None and now - self._mark[0] < self.every:
+            return None
+        mark = (now, self.cpu_reader(), self.own_cpu())
+        previous, self._mark = self._mark, mark
+        if previous is None:
+            return None
+        then, before, own = previous
+        return free_cores_between(before, mark[1], mark[2] - own, now - then, self.cores)
+
+
 def run_engine(engine: Callable, frame: Frame) -> Frame:
     """The model step of one frame: a `Painting` when the engine has one (finished, and
     smoothed, at the model's size by `run_post`), else the engine's full-size picture."""
@@ -546,8 +569,8 @@ class LiveStages:
                  cpu_reader: Callable[[], tuple[float, float] | None] = cpu_jiffies,
                  own_cpu: Callable[[], float] = time.process_time, cores: int | None = None) -> None:
         self.ladder_for, self.temporal_factory, self.clock = ladder_for, temporal_factory, clock
-        self.cpu_reader, self.own_cpu, self.cores = cpu_reader, own_cpu, cores or os.cpu_count() or 1
-        self._cpu_mark: tuple[float, tuple[float, float] | None, float] | None = None
+        self.cpu_reader, self.cores = cpu_reader, cores or os.cpu_count() or 1
+        self._free_cores = FreeCoresMeter(cpu_reader, own_cpu, self.cores)
         self.pool = EnginePool(engine_factory)
         self.styles = list(styles)
         self.style_name = style_name or Path(model).stem
@@ -777,7 +800,9 @@ class LiveStages:
             self._dropped = 0
             return
         now = self.clock()
-        self._read_free_cores(now)
+        free = self._free_cores(now)
+        if free is not None:  # lets the controller see a load come and go
+            self.controller.note_free_cores(free)
         latency = now - frame.capture_time
         cost = timing[0] if timing[1] is None else max(timing[0], now - timing[1])
         change = self.controller.observe(cost, latency, self._dropped)
@@ -793,19 +818,6 @@ class LiveStages:
                 old, new = self.ladder[change.old], self.ladder[change.new]
                 log.info("quality %s -> %s (%s)", old.name, new.name, change.reason)
                 self._set_level(change.new, at=change.t)
-
-    def _read_free_cores(self, now: float, every: float = 0.5) -> None:
-        """Every ``every`` s: the cores other programs left free (the machine's CPU time less
-        this process's), for the controller to see a load come and go."""
-        if self._cpu_mark is not None and now - self._cpu_mark[0] < every:
-            return
-        mark = (now, self.cpu_reader(), self.own_cpu())
-        if self._cpu_mark is not None:
-            then, before, own = self._cpu_mark
-            free = free_cores_between(before, mark[1], mark[2] - own, now - then, self.cores)
-            if free is not None:
-                self.controller.note_free_cores(free)
-        self._cpu_mark = mark
 
     @property
     def meter(self) -> "LevelMeter":

@@ -18,7 +18,7 @@ import pytest
 
 from livefilter.errors import LivefilterError
 from livefilter.frames import Frame
-from livefilter.quality import (Controller, EnginePool, Level, LiveStages, build_ladder, busy_and_total,
+from livefilter.quality import (Controller, EnginePool, FreeCoresMeter, Level, LiveStages, build_ladder, busy_and_total,
                                 free_cores_between, int8_sibling, key_styles, pick_level, rung_fits)
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -217,12 +217,22 @@ def test_the_back_off_is_lifted_when_the_cpu_counters_show_the_load_has_gone():
 def test_live_stages_read_the_cores_other_programs_leave():
     counters = iter([(0.0, 0.0), (120.0, 200.0), (300.0, 400.0)])  # (busy, total) jiffies, 2 cores
     own = iter([0.0, 0.5, 1.5])  # this process's CPU seconds
-    stages = slow_stages([0.010, 0.004], cpu_reader=lambda: next(counters), own_cpu=lambda: next(own), cores=2)
-    stages._read_free_cores(0.0)
-    stages._read_free_cores(0.2)  # too soon: no reading taken
-    stages._read_free_cores(1.0)  # 1.2 cores busy, 0.5 of them ours: others use 0.7
-    stages._read_free_cores(2.0)  # 1.8 busy, 1.0 ours: others use 0.8
-    assert [round(f, 3) for _t, f in stages.controller._free] == [1.3, 1.2]
+    meter = FreeCoresMeter(cpu_reader=lambda: next(counters), own_cpu=lambda: next(own), cores=2)
+    assert meter(0.0) is None  # the first reading only marks the start
+    assert meter(0.2) is None  # too soon: no reading taken
+    assert meter(1.0) == pytest.approx(1.3)  # 1.2 cores busy, 0.5 of them ours: others use 0.7
+    assert meter(2.0) == pytest.approx(1.2)  # 1.8 busy, 1.0 ours: others use 0.8
+    stages = slow_stages([0.010, 0.004], cpu_reader=lambda: None)  # off Linux: no readings, no harm
+    image = np.zeros((8, 8, 3), np.uint8)
+    for i in range(3):
+        stages.observe(stages.post(stages.process(Frame(image, capture_time=time.monotonic(), index=i))))
+        time.sleep(0.3)
+    assert not stages.controller._free
+    read = slow_stages([0.010, 0.004], cpu_reader=fake_machine(1.5, 2), cores=2)  # others use 0.5 of 2
+    for i in range(3):
+        read.observe(read.post(read.process(Frame(image, capture_time=time.monotonic(), index=i))))
+        time.sleep(0.3)
+    assert read.controller._free and all(f >= 1.5 - 1e-9 for _t, f in read.controller._free)
 
 
 def test_waits_for_the_next_engine_to_be_ready():

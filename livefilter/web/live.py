@@ -38,6 +38,9 @@ class LiveSession:
         self.seconds: deque[float] = deque(maxlen=2000)  # server time per frame, for the log
         self._ladder: list = []
         self._controller = None
+        from livefilter.quality import FreeCoresMeter
+
+        self._free_cores = FreeCoresMeter()  # lets the controller see other programs' load go
 
     def summary(self) -> str:
         """Frames and server-side time per frame (decode + engine + temporal + encode)."""
@@ -107,5 +110,8 @@ class LiveSession:
             raise MediaError(422, "cannot encode the filtered frame")
         spent = time.monotonic() - started
         self.seconds.append(spent)
+        free = self._free_cores(time.monotonic())
+        if free is not None:
+            self._controller.note_free_cores(free)
         self._controller.observe(spent, spent)
         return data.tobytes()
