@@ -144,7 +144,13 @@ def soak(args: argparse.Namespace) -> dict:
     started = time.monotonic()
 
     def sampler() -> None:
-        while not stop.wait(interval):
+        due = started + interval
+        while not stop.wait(max(0.0, min(1.0, due - time.monotonic()))):
+            if switcher is not None:
+                switcher.tick()  # every second, so the load switches on time
+            if time.monotonic() < due:
+                continue
+            due += interval
             latencies, shown = meter.take()
             read = source.take()
             sample = {
@@ -160,8 +166,6 @@ def soak(args: argparse.Namespace) -> dict:
             }
             samples.append(sample)
             print(json.dumps(sample), flush=True)
-            if switcher is not None:
-                switcher.tick()
             if time.monotonic() - started >= duration:
                 stop.set()
 
@@ -179,27 +183,25 @@ def soak(args: argparse.Namespace) -> dict:
     gaps = [b - a for a, b in zip(changes, changes[1:])]
     summary.update({"quality": args.quality, "level_trace": stages.trace, "level_changes": len(changes),
                     "min_change_gap_s": round(min(gaps), 2) if gaps else None, "loads": loads})
-    if switcher is not None:  # trace times count from the stages' start, the load's from its own
-        summary["back_to_top_s"] = back_to_top(stages.trace, args.load_period, stages.ladder[0].name,
-                                               offset=switcher.started - stages.started, end=duration)
+    if switcher is not None:  # trace times count from the stages' start
+        summary["back_to_top_s"] = back_to_top(stages.trace, switcher.quiet_spells(stages.started),
+                                               stages.ladder[0].name)
     summary["ok"] = summary["ok"] and all(g >= 2.0 - 0.002 for g in gaps)  # trace times are rounded to ms
     return summary
 
 
-def back_to_top(trace: list[tuple[float, str]], period: float, top: str, offset: float = 0.0,
-                end: float = float("inf")) -> list[float | None]:
-    """For each quiet spell (the load off from ``offset + (2k+1) period`` for ``period`` s), the
-    seconds until the level was ``top``: 0 if it already was, None if it never got there."""
+def back_to_top(trace: list[tuple[float, str]], spells: list[tuple[float, float]], top: str
+                ) -> list[float | None]:
+    """For each quiet spell (start, end), the seconds until the level was ``top``: 0 if it
+    already was, None if it never got there before the spell ended."""
     out: list[float | None] = []
-    k = 0
-    while (quiet := offset + (2 * k + 1) * period) < offset + end:
+    for quiet, end in spells:
         level = next((name for t, name in reversed(trace) if t <= quiet), trace[0][1])
         if level == top:
             out.append(0.0)
         else:
-            reached = [t for t, name in trace if quiet < t < quiet + period and name == top]
+            reached = [t for t, name in trace if quiet < t < end and name == top]
             out.append(round(reached[0] - quiet, 1) if reached else None)
-        k += 1
     return out
 
 
@@ -212,6 +214,7 @@ class LoadSwitcher:
         self.on = False
         self.started = time.monotonic()
         self.done: list[dict] = []
+        self.switches: list[tuple[float, bool]] = []  # (monotonic time, load on after it)
 
     def tick(self) -> None:
         want = int((time.monotonic() - self.started) / self.period) % 2 == 0
@@ -220,10 +223,22 @@ class LoadSwitcher:
 
             self.load = CallLoad(self.n)
             self.load.start()
+            self.switches.append((time.monotonic(), True))
         elif not want and self.load is not None:
+            self.switches.append((time.monotonic(), False))
             self.done.append(self.load.stop())
             self.load = None
         self.on = self.load is not None
+
+    def quiet_spells(self, since: float) -> list[tuple[float, float]]:
+        """(start, end) of each spell without load, in seconds from ``since``; the last one
+        ends when the run did (infinity)."""
+        spells = []
+        for i, (t, on) in enumerate(self.switches):
+            if not on:
+                end = next((u for u, o in self.switches[i + 1:] if o), float("inf"))
+                spells.append((t - since, end - since))
+        return spells
 
     def close(self) -> list[dict]:
         if self.load is not None:

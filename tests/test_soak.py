@@ -57,10 +57,12 @@ def test_verdict_fails_on_growth_over_the_limit():
 def test_back_to_top_counts_from_each_quiet_spell():
     soak = load_script()
     trace = [(0.0, "r192"), (5.0, "hd"), (12.0, "r256"), (40.0, "r192"), (75.0, "hd"), (130.0, "r256")]
-    # load on 0-30, off 30-60, on 60-90, off 90-120, on 120-150, off 150-180 (0.5 s late)
-    assert soak.back_to_top(trace, 30.0, "hd", offset=0.5, end=180.0) == [None, 0.0, None]
-    assert soak.back_to_top(trace + [(160.0, "hd")], 30.0, "hd", offset=0.5, end=180.0) == [None, 0.0, 9.5]
-    assert soak.back_to_top([(0.0, "hd")], 30.0, "hd", end=60.0) == [0.0]
+    spells = [(30.5, 60.5), (90.5, 120.5), (150.5, float("inf"))]
+    assert soak.back_to_top(trace, spells, "hd") == [None, 0.0, None]
+    assert soak.back_to_top(trace + [(160.0, "hd")], spells, "hd") == [None, 0.0, 9.5]
+    switcher = soak.LoadSwitcher(2, 30.0)
+    switcher.switches = [(100.0, True), (130.5, False), (160.0, True), (190.0, False)]
+    assert switcher.quiet_spells(since=100.0) == [(30.5, 60.0), (90.0, float("inf"))]
 
 
 def test_rss_is_read():
