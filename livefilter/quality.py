@@ -416,10 +416,10 @@ class Controller:
 
     def _free_over(self, now: float, seconds: float) -> list[float]:
         """Readings of the last ``seconds``, or none if they do not span most of it."""
-        span = [f for t, f in self._free if now - t <= seconds]
-        if len(span) < 2 or now - min(t for t, _ in self._free if now - t <= seconds) < 0.75 * seconds:
+        span = [(t, f) for t, f in self._free if now - t <= seconds]  # oldest first
+        if len(span) < 2 or now - span[0][0] < 0.75 * seconds:
             return []
-        return span
+        return [f for _t, f in span]
 
     def _load_went_away(self, rung: int, now: float) -> bool:
         """Whether the load that pushed ``rung`` off has gone: ``load_gone`` more cores free
