@@ -21,8 +21,9 @@ onnx = pytest.importorskip("onnx")
 
 from livefilter.train import data as D  # noqa: E402
 from livefilter.train import hdcache as H  # noqa: E402
-from livefilter.train.hdmodel import GainHead, HDStudent, export_hd_onnx, guided_up  # noqa: E402
-from livefilter.train.hdtrain import low_side, main as hdtrain_main, overlap_l1  # noqa: E402
+from livefilter.train.hdmodel import (ColourConfig, ColourHead, GainHead, HDStudent, export_hd_onnx,  # noqa: E402
+                                      guided_up, load_hd_onnx)
+from livefilter.train.hdtrain import HDPool, low_side, main as hdtrain_main, overlap_l1  # noqa: E402
 from livefilter.train.model import Student, StudentConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,3 +235,72 @@ def test_a_file_trained_at_another_size_runs_there_unless_told_otherwise(tmp_pat
     plain = tmp_path / "plain.onnx"
     export_hd_onnx(_hd_model(), plain)  # no recorded size: the default
     assert model_resolution(plain) == 256
+
+
+def _colour_model() -> HDStudent:
+    model = _hd_model()
+    model.colour = ColourHead(ColourConfig(8))
+    return model.eval()
+
+
+def test_a_fresh_colour_head_changes_nothing() -> None:
+    """It grows on a trained file as the identity map, so training starts from that file's look."""
+    model = _colour_model()
+    x = _tensor(_picture(np.random.default_rng(6), 64, 112))
+    with torch.no_grad():
+        want, _ = HDStudent(model.student, model.head).low(x)
+        got, _ = model.low(x)
+    assert torch.equal(got, want)
+
+
+def test_a_colour_head_file_runs_as_the_torch_model_and_loads_back(tmp_path: Path) -> None:
+    model = _colour_model()
+    with torch.no_grad():
+        for p in model.colour.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    path = tmp_path / "colour.onnx"
+    export_hd_onnx(model, path)
+    back = load_hd_onnx(path)
+    assert back.colour is not None and back.colour.cfg == model.colour.cfg
+    for (k, a), b in zip(model.state_dict().items(), back.state_dict().values()):
+        assert torch.allclose(a, b), k
+    frame = _picture(np.random.default_rng(7), 180, 320)
+    engine = Engine(path, resolution=64)
+    small = cv2.resize(frame, engine.hd_size(320, 180), interpolation=cv2.INTER_AREA)
+    with torch.no_grad():
+        want = model(_tensor(small), _tensor(frame))[0].permute(1, 2, 0).numpy()[..., ::-1]
+        plain = HDStudent(model.student, model.head)(_tensor(small), _tensor(frame))[0].permute(1, 2, 0).numpy()[..., ::-1]
+    want, plain = (want + 1) * 127.5, (plain + 1) * 127.5
+    diff = np.abs(engine(frame).astype(np.float64) - want)
+    assert diff.mean() < 0.8 and np.percentile(diff, 99) <= 4.0
+    assert np.abs(plain - want).mean() > 4 * diff.mean()  # the head did change the colours
+
+
+def test_training_crops_see_their_whole_frame(tmp_path: Path) -> None:
+    """The colour head reads the frame a crop came from, as the exported file reads the whole
+    input: the same thumbnail as 8x8 block means of the student's input."""
+    photos, teacher, cache = _hd_cache(tmp_path)
+    pool = HDPool(H.hd_cache_dir(cache, teacher), set(), None, resolution=320)
+    pool.refresh()
+    key = next(iter(pool.items))
+    x = pool.items[key][0]
+    thumb = pool.thumbs[key]
+    assert thumb.shape[0] == 40 and abs(thumb.shape[1] / 40 - x.shape[1] / x.shape[0]) < 0.05
+    *_, thumbs = pool.sample(__import__("random").Random(0), 3, 270, 0.0, 16, 120)
+    assert len(thumbs) == 6 and all(a is b for a, b in zip(thumbs[::2], thumbs[1::2]))  # twins share one
+
+
+def test_hdtrain_grows_a_colour_head_on_a_trained_file(tmp_path: Path, hd_file: Path) -> None:
+    photos, teacher, cache = _hd_cache(tmp_path)
+    out = tmp_path / "colour.onnx"
+    argv = ["--teacher", str(teacher), "--photos", str(photos), "--cache", str(cache), "--init", str(hd_file),
+            "--keep-heads", "--colour", "8", "--freeze-student", "--out", str(out), "--work", str(tmp_path / "work"),
+            "--steps", "3", "--minutes", "0", "--batch", "2", "--crop", "90", "--min-pairs", "1", "--threads", "1",
+            "--resolution", "64"]
+    assert hdtrain_main(argv) == 0
+    trained = load_hd_onnx(out)
+    start = _hd_model()
+    assert trained.colour is not None and trained.colour.cfg.width == 8
+    assert all(torch.equal(a, b) for a, b in zip(start.student.state_dict().values(), trained.student.state_dict().values()))
+    assert torch.allclose(trained.head.out.bias, start.head.out.bias, atol=0.05)  # kept, not a fresh 0.05 head
+    assert Engine(out, resolution=64).hd

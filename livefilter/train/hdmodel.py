@@ -40,6 +40,7 @@ from .losses import black_hat, luma
 from .model import MULTIPLE, Student, StudentConfig, save_with_meta, to_dcr
 
 GAIN_MAX = 255 / GAIN_STEPS  # the runtime stores gains as uint8 in 1/64 steps
+COLOUR_META = "livefilter.colour"
 
 
 @dataclass
@@ -82,18 +83,71 @@ def guided_up(x: torch.Tensor, y: torch.Tensor, gains: torch.Tensor, guide: torc
     return (up(y) + g[:, :1] * (guide - up(x)) - g[:, 1:2] * lines).clamp(-1, 1)
 
 
+@dataclass
+class ColourConfig:
+    width: int = 0  # channels of the colour head's first convolution (0: no colour head)
+
+
+CONTEXT_SHRINK = 8  # the colour head reads the whole student input averaged over 8x8 blocks
+
+
+class ColourHead(nn.Module):
+    """Whole picture -> one colour matrix and offset for the student's output.
+
+    The teachers normalise every layer over the whole picture, so their palette moves with what
+    the rest of the picture holds; a fully convolutional student only sees a neighbourhood. A
+    ridge fit from the student's pooled features to each picture's best colour map took the
+    held-out palette dE of the 720p look from 5.31 to 4.89, so this head learns that map end to
+    end. It reads a thumbnail, so training crops can be given their whole picture's context.
+    """
+
+    def __init__(self, cfg: ColourConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.width
+        self.c1 = nn.Conv2d(3, c, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
+        self.fc1 = nn.Linear(4 * c, 64)
+        self.fc2 = nn.Linear(64, 12)
+        nn.init.zeros_(self.fc2.weight)  # starts as the identity map: a trained student can grow one
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, thumb: torch.Tensor) -> torch.Tensor:
+        """(n, 3, h, w) thumbnail -> (n, 12): a 3x3 matrix (added to the identity) and an offset."""
+        z = F.relu(self.c2(F.relu(self.c1(thumb))))
+        mean = z.mean((2, 3))
+        std = ((z - mean[..., None, None]) ** 2).mean((2, 3)).add(1e-5).sqrt()
+        return self.fc2(F.relu(self.fc1(torch.cat([mean, std], 1))))
+
+
+def apply_colour(y: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """y + M y + b per picture, as broadcast multiplies (no MatMul for the int8 quantiser to touch)."""
+    n = y.shape[0]
+    m = p[:, :9].reshape(n, 3, 3, 1, 1)
+    return y + (m * y.unsqueeze(1)).sum(2) + p[:, 9:].reshape(n, 3, 1, 1)
+
+
 class HDStudent(nn.Module):
-    def __init__(self, student: Student, head: GainHead) -> None:
+    def __init__(self, student: Student, head: GainHead, colour: ColourHead | None = None) -> None:
         super().__init__()
         self.student = student
         self.head = head
+        self.colour = colour
 
-    def low(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def low(self, x: torch.Tensor, context: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``context``: one thumbnail per picture of the whole frame a crop came from (training);
+        by default the input itself, averaged over 8x8 blocks, as the exported file does."""
         y = self.student(x)
+        if self.colour is not None:
+            if context is None:
+                p = self.colour(F.avg_pool2d(x, CONTEXT_SHRINK))
+            else:
+                p = torch.cat([self.colour(c) for c in context])
+            y = apply_colour(y, p).clamp(-1.0, 1.0)  # a picture, as the runtime reads it
         return y, self.head(x, y)
 
-    def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        y, gains = self.low(x)
+    def forward(self, x: torch.Tensor, guide: torch.Tensor, context: list[torch.Tensor] | None = None) -> torch.Tensor:
+        y, gains = self.low(x, context)
         return guided_up(x, y, gains, guide)
 
 
@@ -131,13 +185,17 @@ def export_hd_onnx(model: HDStudent, path: Path, extra_meta: dict[str, str] | No
     h = GainHead(model.head.cfg).eval()
     h.load_state_dict(_head_to_dcr(model.head.state_dict()))
     h.dcr = True
+    colour = None
+    if model.colour is not None:
+        colour = ColourHead(model.colour.cfg).eval()
+        colour.load_state_dict(model.colour.state_dict())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _LowGraph(HDStudent(s, h)), (torch.zeros(1, 3, 64, 96),), str(tmp),
+            _LowGraph(HDStudent(s, h, colour)), (torch.zeros(1, 3, 64, 96),), str(tmp),
             input_names=["input"], output_names=["output", "gains"],
             dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "h", 3: "w"}, "gains": {2: "h4", 3: "w4"}},
             opset_version=17, do_constant_folding=True, dynamo=False,
@@ -154,6 +212,8 @@ def export_hd_onnx(model: HDStudent, path: Path, extra_meta: dict[str, str] | No
         "livefilter.unshuffle": "dcr",
         HD_META: "gains-v1",
     }
+    if model.colour is not None:
+        meta[COLOUR_META] = json.dumps(asdict(model.colour.cfg), sort_keys=True)
     save_with_meta(m, meta, tmp, path)
 
 
@@ -168,23 +228,34 @@ def load_hd_onnx(path: Path) -> HDStudent:
     hcfg = HeadConfig(**json.loads(meta["livefilter.head"]))
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
     part = lambda prefix: {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}  # noqa: E731
-    model = HDStudent(Student(scfg), GainHead(hcfg))
+    colour = ColourHead(ColourConfig(**json.loads(meta[COLOUR_META]))) if COLOUR_META in meta else None
+    model = HDStudent(Student(scfg), GainHead(hcfg), colour)
     model.student.load_state_dict(to_dcr(part("model.student."), scfg, inverse=True))
     model.head.load_state_dict(_head_to_dcr(part("model.head."), inverse=True))
+    if colour is not None:
+        colour.load_state_dict(part("model.colour."))
     return model
 
 
-def hd_from_student_onnx(path: Path, head: HeadConfig | None = None) -> HDStudent:
+def hd_from_student_onnx(path: Path, head: HeadConfig | None = None, keep_heads: bool = False,
+                         colour: ColourConfig | None = None) -> HDStudent:
     """The student of a shipped file (plain or HD) with a fresh, near no-op gain head: the start
-    of HD training, so re-running the recipe on its own output trains the same head again."""
+    of HD training, so re-running the recipe on its own output trains the same head again.
+    ``keep_heads`` keeps an HD file's gain head (and colour head) to train on from there;
+    ``colour`` grows a fresh identity colour head where the file has none."""
     import onnx
 
     from .model import load_onnx_student
 
     meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     if HD_META in meta:
-        return HDStudent(load_hd_onnx(path).student, GainHead(head))
-    cfg, weights = load_onnx_student(path)
-    st = Student(cfg)
-    st.load_state_dict(weights)
-    return HDStudent(st, GainHead(head))
+        loaded = load_hd_onnx(path)
+        model = loaded if keep_heads else HDStudent(loaded.student, GainHead(head))
+    else:
+        cfg, weights = load_onnx_student(path)
+        st = Student(cfg)
+        st.load_state_dict(weights)
+        model = HDStudent(st, GainHead(head))
+    if colour is not None and colour.width and model.colour is None:
+        model.colour = ColourHead(colour)
+    return model

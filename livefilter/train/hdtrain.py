@@ -34,7 +34,8 @@ from . import data as D
 from . import hdcache as H
 from .distill import degrade, lr_at, to_tensor
 from .fidelity import face_boxes
-from .hdmodel import GainHead, HDStudent, HeadConfig, export_hd_onnx, hd_from_student_onnx
+from .hdmodel import (CONTEXT_SHRINK, ColourConfig, ColourHead, GainHead, HDStudent, HeadConfig, export_hd_onnx,
+                      hd_from_student_onnx)
 from .losses import DistillLoss, LossWeights
 from .model import Student, StudentConfig, count_params, ema_update
 
@@ -51,9 +52,11 @@ def low_side(crop: int, resolution: int) -> int | None:
 class HDPool:
     """Cached (input at 720, teacher look at 720, face boxes), re-scanned as the cache grows."""
 
-    def __init__(self, cache_dir: Path, exclude: set[str], detector: Path | None) -> None:
+    def __init__(self, cache_dir: Path, exclude: set[str], detector: Path | None, resolution: int = 320) -> None:
         self.cache_dir, self.exclude, self.detector = cache_dir, exclude, detector
         self.items: dict[str, tuple[np.ndarray, np.ndarray, list]] = {}
+        self.thumbs: dict[str, np.ndarray] = {}
+        self.thumb_short = resolution // CONTEXT_SHRINK  # what the colour head sees of a whole frame
 
     def refresh(self) -> int:
         for key, xp, tp in H.cached_pairs(self.cache_dir):
@@ -63,17 +66,22 @@ class HDPool:
             h, w = x.shape[:2]
             t = cv2.resize(t, (w, h), interpolation=cv2.INTER_CUBIC)
             self.items[key] = (x, t, face_boxes(self.detector, x[..., ::-1].copy()))
+            tw = max(1, round(w * self.thumb_short / h))
+            self.thumbs[key] = cv2.resize(x, (tw, self.thumb_short), interpolation=cv2.INTER_AREA)
         return len(self.items)
 
     def sample(self, rng: random.Random, batch: int, crop: int, face_share: float, shift: int, low: int):
         """Pairs of crops (the second moved by up to ``shift`` px); inputs degraded independently
-        and area-shrunk to ``low`` px for the student. Returns (x_low, guide, target, face_mask, offsets)."""
+        and area-shrunk to ``low`` px for the student. Returns (x_low, guide, target, face_mask,
+        offsets, thumbnails of each crop's whole frame)."""
         keys = list(self.items)
         with_faces = [k for k in keys if self.items[k][2]]
-        lows, guides, targets, masks, offs = [], [], [], [], []
+        lows, guides, targets, masks, offs, thumbs = [], [], [], [], [], []
         for _ in range(batch):
             use_face = bool(with_faces) and rng.random() < face_share
-            x, t, faces = self.items[rng.choice(with_faces if use_face else keys)]
+            key = rng.choice(with_faces if use_face else keys)
+            x, t, faces = self.items[key]
+            thumbs += [self.thumbs[key]] * 2
             h, w = x.shape[:2]
             m = shift
             ch, cw = min(crop, h - 2 * m), min(crop, w - 2 * m)
@@ -103,7 +111,7 @@ class HDPool:
                 targets.append(np.ascontiguousarray(tc))
                 masks.append(mc)
             offs.append((dy, dx))
-        return (np.stack(lows), np.stack(guides), np.stack(targets), np.stack(masks)[:, None], offs)
+        return (np.stack(lows), np.stack(guides), np.stack(targets), np.stack(masks)[:, None], offs, thumbs)
 
 
 def overlap_l1(out: torch.Tensor, offs: list[tuple[int, int]]) -> torch.Tensor:
@@ -137,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=256,
                    help="the student's short side for a 720 picture: the engine's --resolution it is trained for")
     p.add_argument("--shift", type=int, default=16, help="largest move of a crop's twin, output pixels")
-    p.add_argument("--lr", type=float, default=1e-3, help="gain head")
+    p.add_argument("--lr", type=float, default=1e-3, help="gain head and colour head")
+    p.add_argument("--colour", type=int, default=0,
+                   help="grow a whole-picture colour head this wide (0: none; an --init file's own is kept)")
+    p.add_argument("--keep-heads", action="store_true",
+                   help="start from an HD --init file's trained gain head instead of a fresh one")
     p.add_argument("--lr-student", type=float, default=1e-4)
     p.add_argument("--face-share", type=float, default=0.4)
     p.add_argument("--w-face", type=float, default=2.0)
@@ -180,21 +192,23 @@ def main(argv: list[str] | None = None) -> int:
     step, elapsed_before = 0, 0.0
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model = HDStudent(Student(StudentConfig(**ck["cfg"])), GainHead(HeadConfig(**ck["head"])))
+        colour = ColourHead(ColourConfig(**ck["colour"])) if ck.get("colour") else None
+        model = HDStudent(Student(StudentConfig(**ck["cfg"])), GainHead(HeadConfig(**ck["head"])), colour)
         model.load_state_dict(ck["model"])
         ema = copy.deepcopy(model)
         ema.load_state_dict(ck["ema"])
         step, elapsed_before = ck["step"], ck.get("elapsed", 0.0)
         log(f"resumed from {ckpt_path} at step {step}")
     elif args.init is not None:
-        model = hd_from_student_onnx(args.init)
+        model = hd_from_student_onnx(args.init, keep_heads=args.keep_heads, colour=ColourConfig(args.colour))
         ema = copy.deepcopy(model)
-        log(f"student initialised from {args.init}")
+        log(f"student initialised from {args.init}" + (" with its heads" if args.keep_heads else ""))
     else:
-        model = HDStudent(Student(), GainHead())
+        model = HDStudent(Student(), GainHead(), ColourHead(ColourConfig(args.colour)) if args.colour else None)
         ema = copy.deepcopy(model)
     ema.eval()
-    opt = torch.optim.Adam([{"params": model.head.parameters(), "lr": args.lr, "base": args.lr},
+    heads = [*model.head.parameters(), *(model.colour.parameters() if model.colour is not None else [])]
+    opt = torch.optim.Adam([{"params": heads, "lr": args.lr, "base": args.lr},
                             {"params": model.student.parameters(), "lr": args.lr_student, "base": args.lr_student}],
                            betas=(0.9, 0.99))
     if ckpt_path.exists():
@@ -210,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     _, held_p = D.split_photos(args.photos)
     _, held_c = D.split_clips(args.clips)
     exclude = {s.digest for s in held_p} | {D.file_digest(c) for c in held_c}
-    pool = HDPool(H.hd_cache_dir(args.cache, args.teacher), exclude, args.faces)
+    pool = HDPool(H.hd_cache_dir(args.cache, args.teacher), exclude, args.faces, args.resolution)
     seen, since = -1, time.time()
     while pool.refresh() < args.min_pairs:
         if len(pool.items) != seen:
@@ -235,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
                     "cfg": asdict(model.student.cfg), "head": asdict(model.head.cfg),
+                    "colour": asdict(model.colour.cfg) if model.colour is not None else None,
                     "elapsed": elapsed_before + time.time() - t0}, tmp)
         tmp.replace(ckpt_path)
 
@@ -248,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, g["base"], warmup=50,
                             time_frac=spent / (args.minutes * 60) if args.minutes else 0.0)
-        xl, gd, tg, fm, offs = pool.sample(rng, args.batch, args.crop, args.face_share, args.shift, low)
+        xl, gd, tg, fm, offs, th = pool.sample(rng, args.batch, args.crop, args.face_share, args.shift, low)
         x, guide, t, mask = to_tensor(xl), to_tensor(gd), to_tensor(tg), torch.from_numpy(fm)
-        out = model(x, guide)
+        out = model(x, guide, [to_tensor(z[None]) for z in th] if model.colour is not None else None)
         loss, parts = crit(out, t)
         face = ((out - t).abs().mean(1, keepdim=True) * mask).sum() / mask.sum().clamp(min=1.0)
         temporal = overlap_l1(out, offs)
