@@ -304,3 +304,30 @@ def test_hdtrain_grows_a_colour_head_on_a_trained_file(tmp_path: Path, hd_file: 
     assert all(torch.equal(a, b) for a, b in zip(start.student.state_dict().values(), trained.student.state_dict().values()))
     assert torch.allclose(trained.head.out.bias, start.head.out.bias, atol=0.05)  # kept, not a fresh 0.05 head
     assert Engine(out, resolution=64).hd
+
+
+def test_int8_keeps_the_colour_head_float_and_the_look(tmp_path: Path) -> None:
+    """Quantising the colour step would wrap the full-size picture in quantise/dequantise nodes
+    for no gain; the int8 file keeps it float and paints what the float file paints."""
+    from livefilter.train.quantize import quantize
+
+    model = _colour_model()
+    with torch.no_grad():
+        for p in model.colour.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    fp32, int8 = tmp_path / "c.onnx", tmp_path / "c_int8.onnx"
+    export_hd_onnx(model, fp32)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(photos / f"p{i}.png"), _picture(np.random.default_rng(10 + i), 180, 260))
+    quantize(fp32, int8, sorted(photos.iterdir()), "percentile", short=64)
+    nodes = onnx.load(str(int8)).graph.node
+    quantised = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
+    colour = [n for n in nodes if n.name.startswith("/colour/")]
+    assert any(n.op_type == "Conv" for n in colour)
+    assert all(i not in quantised for n in colour for i in n.input)
+    assert any(n.op_type == "DequantizeLinear" for n in nodes)  # the rest is int8
+    frame = _picture(np.random.default_rng(8), 180, 320)
+    a, b = Engine(fp32, resolution=64)(frame), Engine(int8, resolution=64)(frame)
+    assert np.abs(a.astype(np.float64) - b).mean() < 6.0

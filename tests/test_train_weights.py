@@ -22,7 +22,7 @@ def test_student_file(style: str) -> None:
     path = WEIGHTS / f"{style}.onnx"
     if not path.exists():
         pytest.skip(f"{path.name} not trained yet")
-    assert path.stat().st_size < 1_000_000
+    assert path.stat().st_size < 2_000_000  # the HD issue's bound for an fp32 style
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert meta["livefilter.layout"] == "NCHW"
     assert int(meta["livefilter.multiple"]) in (4, 8, 16)

@@ -112,19 +112,30 @@ class ColourHead(nn.Module):
         nn.init.zeros_(self.fc2.weight)  # starts as the identity map: a trained student can grow one
         nn.init.zeros_(self.fc2.bias)
 
-    def forward(self, thumb: torch.Tensor) -> torch.Tensor:
+    def params(self, thumb: torch.Tensor) -> torch.Tensor:
         """(n, 3, h, w) thumbnail -> (n, 12): a 3x3 matrix (added to the identity) and an offset."""
         z = F.relu(self.c2(F.relu(self.c1(thumb))))
         mean = z.mean((2, 3))
         std = ((z - mean[..., None, None]) ** 2).mean((2, 3)).add(1e-5).sqrt()
         return self.fc2(F.relu(self.fc1(torch.cat([mean, std], 1))))
 
+    def forward(self, y: torch.Tensor, x: torch.Tensor, context: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The student's picture ``y`` recoloured for its whole frame: ``context`` holds one
+        thumbnail per picture (training crops); by default ``x`` averaged over 8x8 blocks."""
+        thumbs = [F.avg_pool2d(x, CONTEXT_SHRINK)] if context is None else context
+        p = torch.cat([self.params(t) for t in thumbs])
+        return apply_colour(y, p).clamp(-1.0, 1.0)  # a picture, as the runtime reads it
+
 
 def apply_colour(y: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """y + M y + b per picture, as broadcast multiplies (no MatMul for the int8 quantiser to touch)."""
-    n = y.shape[0]
-    m = p[:, :9].reshape(n, 3, 3, 1, 1)
-    return y + (m * y.unsqueeze(1)).sum(2) + p[:, 9:].reshape(n, 3, 1, 1)
+    """(I + M) y + b per picture, as one grouped 1x1 convolution: a single cheap Conv in the file."""
+    if torch.onnx.is_in_onnx_export():  # batch 1: the exporter needs the kernel's shape as numbers
+        weight = (p[0, :9].reshape(3, 3) + torch.eye(3, dtype=y.dtype)).reshape(3, 3, 1, 1)
+        return F.conv2d(y, weight, p[0, 9:])
+    n, _, h, w = y.shape
+    weight = (p[:, :9].reshape(n, 3, 3) + torch.eye(3, dtype=y.dtype)).reshape(n * 3, 3, 1, 1)
+    out = F.conv2d(y.reshape(1, n * 3, h, w), weight, p[:, 9:].reshape(n * 3), groups=n)
+    return out.reshape(n, 3, h, w)
 
 
 class HDStudent(nn.Module):
@@ -139,11 +150,7 @@ class HDStudent(nn.Module):
         by default the input itself, averaged over 8x8 blocks, as the exported file does."""
         y = self.student(x)
         if self.colour is not None:
-            if context is None:
-                p = self.colour(F.avg_pool2d(x, CONTEXT_SHRINK))
-            else:
-                p = torch.cat([self.colour(c) for c in context])
-            y = apply_colour(y, p).clamp(-1.0, 1.0)  # a picture, as the runtime reads it
+            y = self.colour(y, x, context)
         return y, self.head(x, y)
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor, context: list[torch.Tensor] | None = None) -> torch.Tensor:

@@ -24,6 +24,8 @@ from . import data as D
 from .fidelity import psnr
 from .teacher import OnnxGenerator
 
+COLOUR_NODES = ("/colour/", "/model/colour/")  # an HD file's colour head (hdmodel.ColourHead)
+
 
 class FrameReader(CalibrationDataReader):
     """Feeds real pictures at the runtime's internal size (short side 256, multiple of 8).
@@ -75,6 +77,9 @@ def quantize(model: Path, out: Path, calib_files: list[Path], method: str = "min
     graph = onnx.load(str(pre)).graph
     name = graph.input[0].name
     excluded = [n.name for n in graph.node if keep_fp32 and n.name.startswith(tuple(keep_fp32))]
+    # The colour head works on a thumbnail and applies one 3x3 colour matrix: float costs nothing
+    # there, while int8 would wrap the full-size picture in quantise/dequantise steps.
+    excluded += [n.name for n in graph.node if n.name.startswith(COLOUR_NODES)]
     # A prefix that names no node would quietly quantise the very layers it was meant to keep
     # (an HD file's student layers are /student/stem..., not /stem...).
     missing = [k for k in keep_fp32 if not any(e.startswith(k) for e in excluded)]
