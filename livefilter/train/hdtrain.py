@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shift", type=int, default=16, help="largest move of a crop's twin, output pixels")
     p.add_argument("--lr", type=float, default=1e-3, help="gain head and colour head")
     p.add_argument("--colour", type=int, default=0,
-                   help="grow a whole-picture colour head this wide (0: none; with --keep-heads an --init file's own is kept)")
+                   help="grow a whole-picture colour head this wide "
+                        "(0: none; with --keep-heads an --init file's own is kept)")
     p.add_argument("--keep-heads", action="store_true",
                    help="start from an HD --init file's trained gain head instead of a fresh one")
     p.add_argument("--lr-student", type=float, default=1e-4)
