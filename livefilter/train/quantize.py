@@ -24,7 +24,7 @@ from . import data as D
 from .fidelity import psnr
 from .teacher import OnnxGenerator
 
-COLOUR_NODES = ("/colour/", "/model/colour/")  # an HD file's colour head (hdmodel.ColourHead)
+COLOUR_NODES = "/colour/"  # the node names of an HD file's colour head (hdmodel.ColourHead)
 
 
 class FrameReader(CalibrationDataReader):
