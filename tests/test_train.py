@@ -18,7 +18,7 @@ onnx = require_module("onnx")
 
 from livefilter.train import fidelity  # noqa: E402
 from livefilter.train.distill import PairPool, degrade, load_onnx_student, main as distill_main  # noqa: E402
-from livefilter.train.losses import DistillLoss, LossWeights, black_hat, line_correlation  # noqa: E402
+from livefilter.train.losses import DistillLoss, LossWeights, black_hat, line_correlation, palette_de, rgb_to_lab  # noqa: E402,E501
 from livefilter.train.model import Student, StudentConfig, export_onnx  # noqa: E402
 from livefilter.train.teacher import OnnxGenerator  # noqa: E402
 
@@ -97,6 +97,22 @@ def test_line_correlation_loss_scores_like_pearson() -> None:
     assert crit(t.clone(), t)[1]["line_corr"] == pytest.approx(0.0, abs=1e-5)
     s = torch.zeros_like(t, requires_grad=True)
     crit(s + 0.1 * torch.rand_like(t), t)[0].backward()
+    assert float(s.grad.abs().sum()) > 0
+
+
+def test_palette_loss_scores_like_the_fidelity_check() -> None:
+    """The differentiable Lab and dE match OpenCV's and the fidelity check's, and they train."""
+    rng = np.random.default_rng(3)
+    a = _picture(rng, 96, 128)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, (1, 1, 3)), 0, 255).astype(np.uint8)
+    as_t = lambda z: torch.from_numpy(z.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]  # noqa: E731
+    want_lab = cv2.cvtColor(a.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    got_lab = rgb_to_lab(as_t(a))[0].permute(1, 2, 0).numpy()
+    assert np.abs(got_lab - want_lab).max() < 0.5  # OpenCV tabulates its curves
+    assert float(palette_de(as_t(a), as_t(b))) == pytest.approx(fidelity.palette_de(a, b), abs=0.2)
+    assert float(palette_de(as_t(a), as_t(a))) < 0.01
+    s = torch.zeros(1, 3, 32, 32, requires_grad=True)
+    DistillLoss(LossWeights(palette=1.0))(s, as_t(a)[..., :32, :32])[0].backward()
     assert float(s.grad.abs().sum()) > 0
 
 

@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w-face", type=float, default=2.0)
     p.add_argument("--w-temporal", type=float, default=2.0)
     p.add_argument("--w-line-corr", type=float, default=1.0)
+    p.add_argument("--w-palette", type=float, default=0.0,
+                   help="mean dE of 16x16-cell colours, per 100 dE (the palette score)")
     p.add_argument("--w-ssim", type=float, default=0.0, help="SSIM at the output size (costly on 2 cores)")
     p.add_argument("--freeze-student", action="store_true",
                    help="train the gain head only (the student keeps its look; a step costs a third)")
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(30)
     log(f"pairs {len(pool.items)}, with faces {sum(bool(v[2]) for v in pool.items.values())}; "
         f"params {count_params(model)}; args {json.dumps({k: str(v) for k, v in vars(args).items()})}")
-    crit = DistillLoss(LossWeights(line_corr=args.w_line_corr, ssim=args.w_ssim))
+    crit = DistillLoss(LossWeights(line_corr=args.w_line_corr, ssim=args.w_ssim, palette=args.w_palette))
     if args.freeze_student:
         model.student.requires_grad_(False)
     rng = random.Random(args.seed * 7919 + step)

@@ -75,6 +75,32 @@ def line_correlation(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> tor
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
 
 
+_RGB2XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
+                         [0.212671, 0.715160, 0.072169],
+                         [0.019334, 0.119193, 0.950227]])
+_WHITE = torch.tensor([0.950456, 1.0, 1.088754]).view(1, 3, 1, 1)
+
+
+def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
+    """RGB in [-1, 1] (N,3,H,W) -> CIE Lab, as OpenCV's float RGB2LAB does (sRGB, D65)."""
+    c = ((x + 1) * 0.5).clamp(0.0, 1.0)
+    lin = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055).clamp(min=1e-8) ** 2.4)
+    xyz = torch.einsum("ij,njhw->nihw", _RGB2XYZ.to(x), lin) / _WHITE.to(x)
+    f = torch.where(xyz > 0.008856, xyz.clamp(min=1e-8) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    fx, fy, fz = f[:, 0:1], f[:, 1:2], f[:, 2:3]
+    big = xyz[:, 1:2] > 0.008856
+    light = torch.where(big, 116 * fy - 16, 903.3 * xyz[:, 1:2])
+    return torch.cat([light, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
+
+
+def palette_de(s: torch.Tensor, t: torch.Tensor, factor: int = 16) -> torch.Tensor:
+    """Mean CIE76 dE after averaging ``factor`` x ``factor`` cells: the palette score of the
+    fidelity check. Pixel L1 is dominated by strokes and texture; this asks for the colours of
+    the areas between them."""
+    a, b = (rgb_to_lab(F.avg_pool2d(z, factor)) for z in (s, t))
+    return ((a - b).pow(2).sum(1) + 1e-6).sqrt().mean()
+
+
 @dataclass
 class LossWeights:
     l1: float = 1.0
@@ -83,6 +109,7 @@ class LossWeights:
     ssim: float = 0.5
     line_mean: float = 1.0
     line_corr: float = 0.0
+    palette: float = 0.0  # per 100 dE
 
 
 class DistillLoss(torch.nn.Module):
@@ -107,5 +134,7 @@ class DistillLoss(torch.nn.Module):
             parts["ssim"] = 1.0 - ssim(s, t, self.window)
         if self.w.line_corr:
             parts["line_corr"] = 1.0 - line_correlation(bs, bt).mean()
+        if self.w.palette:
+            parts["palette"] = palette_de(s, t) / 100.0
         total = sum(getattr(self.w, k) * v for k, v in parts.items())
         return total, {k: float(v.detach()) for k, v in parts.items()}
