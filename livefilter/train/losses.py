@@ -84,7 +84,7 @@ _WHITE = torch.tensor([0.950456, 1.0, 1.088754]).view(1, 3, 1, 1)
 def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
     """RGB in [-1, 1] (N,3,H,W) -> CIE Lab, as OpenCV's float RGB2LAB does (sRGB, D65)."""
     c = ((x + 1) * 0.5).clamp(0.0, 1.0)
-    lin = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055).clamp(min=1e-8) ** 2.4)
+    lin = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
     xyz = torch.einsum("ij,njhw->nihw", _RGB2XYZ.to(x), lin) / _WHITE.to(x)
     f = torch.where(xyz > 0.008856, xyz.clamp(min=1e-8) ** (1 / 3), 7.787 * xyz + 16 / 116)
     fx, fy, fz = f[:, 0:1], f[:, 1:2], f[:, 2:3]
